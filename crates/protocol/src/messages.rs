@@ -1,0 +1,519 @@
+//! The message enums, one per direction, and the validation the server applies to them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ConnectionId, InfoHash, MAX_ANNOUNCE_BATCH, MAX_MIME_BYTES, MAX_NAME_BYTES, MAX_QUERY_BYTES,
+    NodeId,
+};
+
+/// What kind of media a file is; drives the category badge (seed 003, "类别标签").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// `audio/*`.
+    Audio,
+    /// `video/*`.
+    Video,
+    /// `image/*`.
+    Image,
+    /// Anything else.
+    Other,
+}
+
+impl Category {
+    /// The category of a MIME type such as `video/mp4` (by its top-level type).
+    pub fn from_mime(mime: &str) -> Self {
+        match mime
+            .split('/')
+            .next()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("audio") => Self::Audio,
+            Some("video") => Self::Video,
+            Some("image") => Self::Image,
+            _ => Self::Other,
+        }
+    }
+
+    /// The wire name: `audio`, `video`, `image` or `other`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Audio => "audio",
+            Self::Video => "video",
+            Self::Image => "image",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl std::str::FromStr for Category {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "audio" => Ok(Self::Audio),
+            "video" => Ok(Self::Video),
+            "image" => Ok(Self::Image),
+            "other" => Ok(Self::Other),
+            _ => Err(format!(
+                "unknown category {s:?}: expected audio, video, image or other"
+            )),
+        }
+    }
+}
+
+/// One file a node offers, as it appears in `announce` (docs/protocol.md §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileAnnouncement {
+    /// Content id: SHA-256 of the manifest.
+    pub info_hash: InfoHash,
+    /// Display name, at most [`MAX_NAME_BYTES`] bytes. Untrusted: a downloader sanitises it
+    /// before it touches a file system.
+    pub name: String,
+    /// Length of the file in bytes.
+    pub size: u64,
+    /// MIME type, such as `video/mp4`; at most [`MAX_MIME_BYTES`] bytes.
+    pub mime: String,
+    /// Category badge.
+    pub category: Category,
+}
+
+impl FileAnnouncement {
+    /// Checks the length limits of the protocol.
+    ///
+    /// # Errors
+    /// A sentence naming the broken limit.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err("a file name must not be empty".into());
+        }
+        if self.name.len() > MAX_NAME_BYTES {
+            return Err(format!(
+                "file name is {} bytes; the limit is {MAX_NAME_BYTES}",
+                self.name.len()
+            ));
+        }
+        if self.mime.len() > MAX_MIME_BYTES {
+            return Err(format!(
+                "MIME type is {} bytes; the limit is {MAX_MIME_BYTES}",
+                self.mime.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One entry of the server's file index, as answered by `list`, `search` and `lookup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedFile {
+    /// Content id.
+    pub info_hash: InfoHash,
+    /// Name given by the first node that announced it.
+    pub name: String,
+    /// Length in bytes.
+    pub size: u64,
+    /// MIME type.
+    pub mime: String,
+    /// Category badge.
+    pub category: Category,
+    /// Nodes that currently hold the whole file and serve it, oldest announcement first.
+    pub holders: Vec<NodeId>,
+}
+
+/// A STUN or TURN server for ICE (W3C `RTCIceServer`; RFC 8489 STUN, RFC 8656 TURN).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:host:port` or `turn:host:port?transport=udp` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// An ICE candidate as the W3C `RTCIceCandidateInit` dictionary writes it (RFC 8445, trickle
+/// ICE RFC 8838). An empty `candidate` string marks the end of candidates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceCandidateInit {
+    /// The `candidate:` attribute line, as in SDP (RFC 8839 §5.1).
+    pub candidate: String,
+    /// The media stream identification tag the candidate belongs to.
+    #[serde(rename = "sdpMid", default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    /// Index of the m-line the candidate belongs to.
+    #[serde(
+        rename = "sdpMLineIndex",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sdp_mline_index: Option<u16>,
+    /// The ICE username fragment of the generation the candidate belongs to.
+    #[serde(
+        rename = "usernameFragment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub username_fragment: Option<String>,
+}
+
+/// What a `signal` carries between two nodes: one step of the SDP offer/answer exchange
+/// (RFC 3264, JSEP RFC 8829) or a trickled ICE candidate. Names from seed 001.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Signal {
+    /// An SDP offer.
+    #[serde(rename = "webrtc_offer")]
+    Offer {
+        /// The session description.
+        sdp: String,
+    },
+    /// An SDP answer.
+    #[serde(rename = "webrtc_answer")]
+    Answer {
+        /// The session description.
+        sdp: String,
+    },
+    /// One ICE candidate.
+    #[serde(rename = "webrtc_ice_candidate")]
+    IceCandidate {
+        /// The candidate.
+        candidate: IceCandidateInit,
+    },
+    /// The sender closed this peer connection; the receiver may drop it at once.
+    #[serde(rename = "bye")]
+    Bye,
+}
+
+/// Messages a node sends to the signaling server (docs/protocol.md §3-§8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientToServer {
+    /// First message of every connection.
+    Hello {
+        /// Must equal [`crate::PROTOCOL_VERSION`].
+        version: u32,
+        /// Free text naming the client software, for logs (`shoal-cli/0.1.0`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
+    /// Adds files this node serves to the index. At most [`MAX_ANNOUNCE_BATCH`] per message.
+    Announce {
+        /// The files.
+        files: Vec<FileAnnouncement>,
+    },
+    /// Removes files this node no longer serves.
+    Unannounce {
+        /// Their info hashes. Unknown ones are ignored.
+        info_hashes: Vec<InfoHash>,
+    },
+    /// Asks for the index, optionally one category; answered by `list_result`.
+    List {
+        /// Only this category.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        category: Option<Category>,
+        /// Echoed in the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+    },
+    /// Searches names; answered by `search_result`.
+    Search {
+        /// Words, matched case-insensitively; every word must occur in the name.
+        query: String,
+        /// Only this category.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        category: Option<Category>,
+        /// Echoed in the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+    },
+    /// Asks for one index entry and its holders; answered by `lookup_result`.
+    Lookup {
+        /// The content id.
+        info_hash: InfoHash,
+        /// Echoed in the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+    },
+    /// Relays an offer, answer or ICE candidate to another node.
+    Signal {
+        /// The receiving node.
+        to: NodeId,
+        /// The peer connection this belongs to.
+        connection_id: ConnectionId,
+        /// The payload.
+        signal: Signal,
+    },
+    /// Asks for the server's figures; answered by `status`. Allowed before `hello`.
+    Status {
+        /// Echoed in the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+    },
+}
+
+impl ClientToServer {
+    /// The wire names of every variant, for `unknown_type` errors and documentation.
+    pub const TYPES: &'static [&'static str] = &[
+        "hello",
+        "announce",
+        "unannounce",
+        "list",
+        "search",
+        "lookup",
+        "signal",
+        "status",
+    ];
+
+    /// Checks the protocol's limits that serde cannot express.
+    ///
+    /// # Errors
+    /// A sentence naming the broken limit.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::Announce { files } => {
+                if files.len() > MAX_ANNOUNCE_BATCH {
+                    return Err(format!(
+                        "announce carries {} files; at most {MAX_ANNOUNCE_BATCH} per message",
+                        files.len()
+                    ));
+                }
+                files.iter().try_for_each(FileAnnouncement::validate)
+            }
+            Self::Search { query, .. } if query.len() > MAX_QUERY_BYTES => Err(format!(
+                "search query is {} bytes; the limit is {MAX_QUERY_BYTES}",
+                query.len()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The server's figures (seed 004, "状态监控"): answered to `status` and printed on stderr.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// Connected nodes that completed `hello`.
+    pub nodes: u64,
+    /// Distinct info hashes in the index.
+    pub files: u64,
+    /// (node, info hash) pairs in the index.
+    pub holders: u64,
+    /// Signals relayed since start.
+    pub relayed_total: u64,
+    /// Signals relayed per second over the last status interval.
+    pub relayed_per_sec: f64,
+    /// Resident memory of the server process in bytes (0 where unknown).
+    pub rss_bytes: u64,
+    /// Time since the server started, in milliseconds.
+    pub uptime_ms: u64,
+}
+
+/// Error codes of `error` messages (docs/protocol.md §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// `hello` named a protocol version the server does not speak; the server closes.
+    UnsupportedVersion,
+    /// A message other than `hello` or `status` came before `hello`.
+    HelloRequired,
+    /// A second `hello` on the same connection.
+    DuplicateHello,
+    /// The text is not JSON, or nests deeper than 128 levels.
+    MalformedJson,
+    /// The JSON has no `type`, or one this server does not know.
+    UnknownType,
+    /// The `type` is known but a field is missing or has the wrong type.
+    InvalidMessage,
+    /// A limit was exceeded: name length, files per node, batch size, query length.
+    LimitExceeded,
+    /// The node a `signal` was addressed to is not connected.
+    UnknownPeer,
+    /// An announcement contradicts the index (same info hash, different size).
+    Conflict,
+}
+
+/// Messages the signaling server sends to a node (docs/protocol.md §3-§9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerToClient {
+    /// Answer to `hello`.
+    Welcome {
+        /// The server's protocol version.
+        version: u32,
+        /// This connection's anonymous node id.
+        node_id: NodeId,
+        /// STUN/TURN servers to use for ICE.
+        ice_servers: Vec<IceServer>,
+        /// How often the server pings, in milliseconds. A client silent for three intervals
+        /// is dropped.
+        heartbeat_interval_ms: u64,
+    },
+    /// Confirms an `announce`: these files are now in the index under this node.
+    Announced {
+        /// Info hashes accepted.
+        info_hashes: Vec<InfoHash>,
+    },
+    /// The index changed; fetch it again if you show it (seed 003). Coalesced: at most a few
+    /// per second whatever the rate of changes.
+    IndexChanged {
+        /// Increases with every change.
+        revision: u64,
+    },
+    /// Answer to `list`.
+    ListResult {
+        /// Echo of the request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+        /// Matching entries, sorted by name, at most [`crate::MAX_LIST_RESULTS`].
+        files: Vec<IndexedFile>,
+        /// How many entries matched before truncation.
+        total: u64,
+    },
+    /// Answer to `search`.
+    SearchResult {
+        /// Echo of the request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+        /// Matching entries, sorted by name, at most [`crate::MAX_SEARCH_RESULTS`].
+        files: Vec<IndexedFile>,
+        /// How many entries matched before truncation.
+        total: u64,
+    },
+    /// Answer to `lookup`.
+    LookupResult {
+        /// Echo of the request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+        /// The info hash asked for.
+        info_hash: InfoHash,
+        /// The entry, or `null` when no connected node holds it.
+        file: Option<IndexedFile>,
+    },
+    /// A relayed offer, answer or ICE candidate.
+    Signal {
+        /// The sending node, stamped by the server from the connection it came in on.
+        from: NodeId,
+        /// The peer connection this belongs to.
+        connection_id: ConnectionId,
+        /// The payload.
+        signal: Signal,
+    },
+    /// Answer to `status`.
+    Status {
+        /// Echo of the request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+        /// The figures.
+        #[serde(flatten)]
+        status: ServerStatus,
+    },
+    /// Something the client sent was refused.
+    Error {
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// A sentence for people.
+        reason: String,
+        /// The `request_id` of the refused request, when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+    },
+}
+
+/// Why a client's text frame was refused, with the code the server answers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {reason}")]
+pub struct DecodeError {
+    /// The error code.
+    pub code: ErrorCode,
+    /// A sentence for people.
+    pub reason: String,
+}
+
+/// Parses and validates one client message.
+///
+/// Steps: JSON (serde_json's recursion limit of 128 refuses deep nesting), then the `type`
+/// tag against [`ClientToServer::TYPES`], then the fields, then [`ClientToServer::validate`].
+///
+/// # Errors
+/// [`DecodeError`] with `malformed_json`, `unknown_type`, `invalid_message` or
+/// `limit_exceeded`.
+pub fn decode_client_message(text: &str) -> Result<ClientToServer, DecodeError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| DecodeError {
+        code: ErrorCode::MalformedJson,
+        reason: format!("not valid JSON: {e}"),
+    })?;
+    let kind = match value.get("type") {
+        Some(serde_json::Value::String(kind)) => kind.clone(),
+        Some(_) => {
+            return Err(DecodeError {
+                code: ErrorCode::UnknownType,
+                reason: "the \"type\" field must be a string".into(),
+            });
+        }
+        None => {
+            return Err(DecodeError {
+                code: ErrorCode::UnknownType,
+                reason: "a message must be a JSON object with a \"type\" field".into(),
+            });
+        }
+    };
+    if !ClientToServer::TYPES.contains(&kind.as_str()) {
+        let mut shown: String = kind.chars().take(40).collect();
+        if shown.len() < kind.len() {
+            shown.push('…');
+        }
+        return Err(DecodeError {
+            code: ErrorCode::UnknownType,
+            reason: format!(
+                "unknown message type {shown:?}; expected one of {}",
+                ClientToServer::TYPES.join(", ")
+            ),
+        });
+    }
+    let message: ClientToServer = serde_json::from_value(value).map_err(|e| DecodeError {
+        code: ErrorCode::InvalidMessage,
+        reason: format!("bad {kind} message: {e}"),
+    })?;
+    message.validate().map_err(|reason| DecodeError {
+        code: ErrorCode::LimitExceeded,
+        reason,
+    })?;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn category_follows_the_top_level_mime_type() {
+        assert_eq!(Category::from_mime("video/mp4"), Category::Video);
+        assert_eq!(Category::from_mime("Audio/FLAC"), Category::Audio);
+        assert_eq!(Category::from_mime("image/jpeg"), Category::Image);
+        assert_eq!(Category::from_mime("application/pdf"), Category::Other);
+        assert_eq!(Category::from_mime(""), Category::Other);
+    }
+
+    #[test]
+    fn decode_reports_each_kind_of_bad_input() {
+        let code = |t: &str| decode_client_message(t).map_err(|e| e.code);
+        assert_eq!(code("{nope"), Err(ErrorCode::MalformedJson));
+        assert_eq!(code("[1,2]"), Err(ErrorCode::UnknownType));
+        assert_eq!(code(r#"{"type":"launch"}"#), Err(ErrorCode::UnknownType));
+        assert_eq!(code(r#"{"type":7}"#), Err(ErrorCode::UnknownType));
+        assert_eq!(
+            code(r#"{"type":"hello","version":"one"}"#),
+            Err(ErrorCode::InvalidMessage)
+        );
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(code(&deep), Err(ErrorCode::MalformedJson));
+        let long_name = format!(
+            r#"{{"type":"announce","files":[{{"info_hash":"{}","name":"{}","size":1,"mime":"video/mp4","category":"video"}}]}}"#,
+            "0".repeat(64),
+            "n".repeat(300)
+        );
+        assert_eq!(code(&long_name), Err(ErrorCode::LimitExceeded));
+    }
+}

@@ -1,0 +1,182 @@
+//! Server settings: defaults, the optional TOML config file, and their merge with flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use shoal_protocol::IceServer;
+
+/// Settings of a running server. `Config::default()` is what `shoal-signal` runs with when
+/// given no flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// STUN/TURN servers announced to nodes in `welcome`. Default: none (LAN and loopback
+    /// work without; hosts add their own).
+    pub ice_servers: Vec<IceServer>,
+    /// How often the server pings each client. A client silent for three intervals is dropped
+    /// (seed 004, heartbeat). Default 15 s.
+    pub heartbeat_interval: Duration,
+    /// How often the figures are sampled for the status line and `relayed_per_sec`.
+    /// Default 10 s.
+    pub status_interval: Duration,
+    /// Most files one node may have in the index. Default 1,000.
+    pub max_files_per_node: usize,
+    /// Messages queued for one client before it counts as not reading and is disconnected.
+    /// Default 256.
+    pub send_queue_depth: usize,
+    /// Refused messages tolerated on one connection before it is closed with 1008.
+    /// Default 16.
+    pub max_refusals: u32,
+    /// Longest a client may take to finish the WebSocket handshake. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Longest one write to a client may block before the client is dropped. Default 10 s.
+    pub write_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            heartbeat_interval: Duration::from_secs(15),
+            status_interval: Duration::from_secs(10),
+            max_files_per_node: 1000,
+            send_queue_depth: 256,
+            max_refusals: 16,
+            handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said.
+        message: String,
+    },
+}
+
+/// The TOML config file (`shoal-signal --config server.toml`). Every field is optional;
+/// command-line flags override it.
+///
+/// ```toml
+/// listen = "0.0.0.0:7878"
+/// heartbeat = "15s"
+/// status_interval = "10s"
+/// max_files_per_node = 1000
+///
+/// [[ice_servers]]
+/// urls = ["stun:stun.l.google.com:19302"]
+///
+/// [[ice_servers]]
+/// urls = ["turn:turn.example.org:3478"]
+/// username = "shoal"
+/// credential = "secret"
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Ping interval, in humantime form (`15s`, `500ms`).
+    #[serde(default, with = "humantime_serde_opt")]
+    pub heartbeat: Option<Duration>,
+    /// Status interval, in humantime form.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub status_interval: Option<Duration>,
+    /// Most files per node.
+    pub max_files_per_node: Option<usize>,
+    /// STUN/TURN servers for `welcome`.
+    #[serde(default)]
+    pub ice_servers: Vec<IceServer>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML config file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies the file's values on top of `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(d) = self.heartbeat {
+            config.heartbeat_interval = d;
+        }
+        if let Some(d) = self.status_interval {
+            config.status_interval = d;
+        }
+        if let Some(n) = self.max_files_per_node {
+            config.max_files_per_node = n;
+        }
+        config.ice_servers.extend(self.ice_servers.iter().cloned());
+    }
+}
+
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_config_parses_the_documented_example() {
+        let text = r#"
+            listen = "0.0.0.0:7878"
+            heartbeat = "15s"
+            status_interval = "10s"
+            max_files_per_node = 1000
+
+            [[ice_servers]]
+            urls = ["stun:stun.l.google.com:19302"]
+
+            [[ice_servers]]
+            urls = ["turn:turn.example.org:3478"]
+            username = "shoal"
+            credential = "secret"
+        "#;
+        let file: FileConfig = toml::from_str(text).expect("documented example parses");
+        let mut config = Config::default();
+        file.apply(&mut config);
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(15));
+        assert_eq!(config.ice_servers.len(), 2);
+        assert_eq!(config.ice_servers[1].username.as_deref(), Some("shoal"));
+    }
+
+    #[test]
+    fn file_config_refuses_unknown_keys() {
+        assert!(toml::from_str::<FileConfig>("listne = \"x\"").is_err());
+    }
+}

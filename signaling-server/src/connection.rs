@@ -1,0 +1,392 @@
+//! One client connection: WebSocket handshake, the message loop, heartbeat, and clean-up.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use shoal_protocol::{
+    ClientToServer, ErrorCode, MAX_CLIENT_FRAME_BYTES, MAX_CLIENT_MESSAGE_BYTES, NodeId,
+    PROTOCOL_VERSION, ServerToClient, decode_client_message,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::{debug, info};
+
+use crate::Shared;
+use crate::registry::{Peer, RelayError};
+
+/// Read buffer per connection, in bytes. Small on purpose: signaling messages are short and a
+/// server holds thousands of idle clients (tokio-tungstenite's default is 128 KiB).
+const READ_BUFFER_BYTES: usize = 4096;
+
+/// Cap on bytes waiting in the WebSocket write buffer when the socket is full.
+const MAX_WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .max_message_size(Some(MAX_CLIENT_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_CLIENT_FRAME_BYTES))
+}
+
+/// Serves one TCP connection until it closes, is dropped or the server shuts down.
+pub(crate) async fn run(
+    stream: TcpStream,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    _done: mpsc::Sender<()>,
+) {
+    let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config()));
+    let ws = match tokio::time::timeout(shared.config.handshake_timeout, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            debug!(%addr, error = %e, "WebSocket handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(%addr, "WebSocket handshake timed out");
+            return;
+        }
+    };
+    let (tx, rx) = mpsc::channel(shared.config.send_queue_depth);
+    let mut connection = Connection {
+        ws,
+        addr,
+        shared,
+        node: None,
+        tx,
+        kick: Arc::new(Notify::new()),
+        refusals: 0,
+        last_seen: Instant::now(),
+    };
+    connection.serve(rx, shutdown).await;
+    connection.leave();
+}
+
+/// What the message loop does next.
+enum Flow {
+    Continue,
+    /// Send this close frame, linger briefly for the reply, and end.
+    Close(CloseCode, &'static str),
+    /// End at once (the transport is gone or broken).
+    End,
+}
+
+struct Connection {
+    ws: WebSocketStream<TcpStream>,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// Set by `hello`.
+    node: Option<NodeId>,
+    /// Cloned into the registry at `hello`.
+    tx: mpsc::Sender<Message>,
+    kick: Arc<Notify>,
+    refusals: u32,
+    last_seen: Instant,
+}
+
+impl Connection {
+    async fn serve(
+        &mut self,
+        mut rx: mpsc::Receiver<Message>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let heartbeat = self.shared.config.heartbeat_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let kick = self.kick.clone();
+        if *shutdown.borrow() {
+            return self
+                .finish(Flow::Close(CloseCode::Away, "server shutting down"))
+                .await;
+        }
+        let flow = loop {
+            let flow = tokio::select! {
+                biased;
+                _ = shutdown.changed() => Flow::Close(CloseCode::Away, "server shutting down"),
+                _ = kick.notified() => Flow::Close(CloseCode::Policy, "not reading: send queue full"),
+                incoming = self.ws.next() => self.on_incoming(incoming).await,
+                Some(frame) = rx.recv() => self.send(frame).await,
+                _ = ping.tick() => {
+                    if self.last_seen.elapsed() > heartbeat * 3 {
+                        info!(addr = %self.addr, node = ?self.node.map(|n| n.short()), "client silent for three heartbeats; dropping");
+                        Flow::Close(CloseCode::Away, "heartbeat timeout")
+                    } else {
+                        self.send(Message::Ping(Default::default())).await
+                    }
+                }
+            };
+            if !matches!(flow, Flow::Continue) {
+                break flow;
+            }
+        };
+        self.finish(flow).await;
+    }
+
+    async fn finish(&mut self, flow: Flow) {
+        if let Flow::Close(code, reason) = flow {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                if self.ws.close(Some(frame)).await.is_ok() {
+                    // Wait for the client's close reply so the close frame is not lost to a
+                    // TCP reset.
+                    while let Some(Ok(_)) = self.ws.next().await {}
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Removes this node and its files from the index.
+    fn leave(&mut self) {
+        let Some(node) = self.node.take() else {
+            return;
+        };
+        let changed = self.shared.registry().unregister(node);
+        if changed {
+            self.shared.index_changed.notify_one();
+        }
+        debug!(node = %node.short(), "left");
+    }
+
+    async fn on_incoming(&mut self, incoming: Option<Result<Message, WsError>>) -> Flow {
+        let message = match incoming {
+            None => return Flow::End,
+            Some(Err(WsError::Capacity(e))) => {
+                info!(addr = %self.addr, error = %e, "oversized message; closing with 1009");
+                return Flow::Close(CloseCode::Size, "message or frame too big");
+            }
+            Some(Err(e)) => {
+                debug!(addr = %self.addr, error = %e, "connection error");
+                return Flow::End;
+            }
+            Some(Ok(message)) => message,
+        };
+        self.last_seen = Instant::now();
+        match message {
+            Message::Text(text) => self.on_text(&text).await,
+            Message::Binary(_) => {
+                self.refuse(
+                    ErrorCode::MalformedJson,
+                    "binary messages are not part of the protocol; send JSON text".into(),
+                    None,
+                )
+                .await
+            }
+            // tungstenite answers pings and close frames itself; the stream then ends.
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        let message = match decode_client_message(text) {
+            Ok(message) => message,
+            Err(e) => return self.refuse(e.code, e.reason, None).await,
+        };
+        let node = match (&message, self.node) {
+            (ClientToServer::Hello { version, agent }, None) => {
+                return self.on_hello(*version, agent.as_deref()).await;
+            }
+            (ClientToServer::Hello { .. }, Some(_)) => {
+                return self
+                    .refuse(
+                        ErrorCode::DuplicateHello,
+                        "this connection already said hello".into(),
+                        None,
+                    )
+                    .await;
+            }
+            (ClientToServer::Status { request_id }, _) => {
+                let status = self
+                    .shared
+                    .status(self.shared.status_tx.borrow().relayed_per_sec);
+                return self
+                    .reply(&ServerToClient::Status {
+                        request_id: *request_id,
+                        status,
+                    })
+                    .await;
+            }
+            (_, None) => {
+                return self
+                    .refuse(
+                        ErrorCode::HelloRequired,
+                        "send hello before anything else".into(),
+                        None,
+                    )
+                    .await;
+            }
+            (_, Some(node)) => node,
+        };
+        match message {
+            ClientToServer::Hello { .. } | ClientToServer::Status { .. } => Flow::Continue,
+            ClientToServer::Announce { files } => {
+                let result = self.shared.registry().announce(node, files);
+                match result {
+                    Ok(info_hashes) => {
+                        self.shared.index_changed.notify_one();
+                        self.reply(&ServerToClient::Announced { info_hashes }).await
+                    }
+                    Err((code, reason)) => self.refuse(code, reason, None).await,
+                }
+            }
+            ClientToServer::Unannounce { info_hashes } => {
+                if self.shared.registry().unannounce(node, &info_hashes) {
+                    self.shared.index_changed.notify_one();
+                }
+                Flow::Continue
+            }
+            ClientToServer::List {
+                category,
+                request_id,
+            } => {
+                let (files, total) = self.shared.registry().list(category);
+                self.reply(&ServerToClient::ListResult {
+                    request_id,
+                    files,
+                    total,
+                })
+                .await
+            }
+            ClientToServer::Search {
+                query,
+                category,
+                request_id,
+            } => {
+                let (files, total) = self.shared.registry().search(&query, category);
+                self.reply(&ServerToClient::SearchResult {
+                    request_id,
+                    files,
+                    total,
+                })
+                .await
+            }
+            ClientToServer::Lookup {
+                info_hash,
+                request_id,
+            } => {
+                let file = self.shared.registry().lookup(info_hash);
+                self.reply(&ServerToClient::LookupResult {
+                    request_id,
+                    info_hash,
+                    file,
+                })
+                .await
+            }
+            ClientToServer::Signal {
+                to,
+                connection_id,
+                signal,
+            } => {
+                // The sender is this connection's node, whatever the client wrote.
+                let relayed = ServerToClient::Signal {
+                    from: node,
+                    connection_id,
+                    signal,
+                };
+                let Ok(text) = serde_json::to_string(&relayed) else {
+                    return Flow::Continue;
+                };
+                let result = self.shared.registry().relay(to, Message::text(text));
+                match result {
+                    Ok(()) => Flow::Continue,
+                    Err(RelayError::UnknownPeer) => {
+                        self.refuse(
+                            ErrorCode::UnknownPeer,
+                            format!("no connected node {to}"),
+                            None,
+                        )
+                        .await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_hello(&mut self, version: u32, agent: Option<&str>) -> Flow {
+        if version != PROTOCOL_VERSION {
+            let error = ServerToClient::Error {
+                code: ErrorCode::UnsupportedVersion,
+                reason: format!(
+                    "this server speaks protocol version {PROTOCOL_VERSION}, not {version}"
+                ),
+                request_id: None,
+            };
+            self.reply(&error).await;
+            return Flow::Close(CloseCode::Protocol, "unsupported protocol version");
+        }
+        let node = NodeId::random();
+        self.shared
+            .registry()
+            .register(node, Peer::new(self.tx.clone(), self.kick.clone()));
+        self.node = Some(node);
+        let agent: String = agent.unwrap_or("").chars().take(64).collect();
+        info!(node = %node.short(), addr = %self.addr, agent, "joined");
+        self.reply(&ServerToClient::Welcome {
+            version: PROTOCOL_VERSION,
+            node_id: node,
+            ice_servers: self.shared.config.ice_servers.clone(),
+            heartbeat_interval_ms: self.shared.config.heartbeat_interval.as_millis() as u64,
+        })
+        .await
+    }
+
+    /// Answers with an `error` and counts the refusal; too many close the connection (1008).
+    async fn refuse(&mut self, code: ErrorCode, reason: String, request_id: Option<u64>) -> Flow {
+        debug!(addr = %self.addr, ?code, %reason, "refused");
+        let flow = self
+            .reply(&ServerToClient::Error {
+                code,
+                reason,
+                request_id,
+            })
+            .await;
+        // A signal racing a departing peer, or a size conflict, is not abuse.
+        if !matches!(code, ErrorCode::UnknownPeer | ErrorCode::Conflict) {
+            self.refusals += 1;
+        }
+        if self.refusals >= self.shared.config.max_refusals {
+            info!(addr = %self.addr, "too many refused messages; closing with 1008");
+            return Flow::Close(CloseCode::Policy, "too many refused messages");
+        }
+        flow
+    }
+
+    async fn reply(&mut self, message: &ServerToClient) -> Flow {
+        match serde_json::to_string(message) {
+            Ok(text) => self.send(Message::text(text)).await,
+            Err(_) => Flow::Continue,
+        }
+    }
+
+    async fn send(&mut self, frame: Message) -> Flow {
+        match tokio::time::timeout(self.shared.config.write_timeout, self.ws.send(frame)).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(e)) => {
+                debug!(addr = %self.addr, error = %e, "write failed");
+                Flow::End
+            }
+            Err(_) => {
+                info!(addr = %self.addr, "client not reading; dropping");
+                Flow::End
+            }
+        }
+    }
+}

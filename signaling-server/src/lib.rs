@@ -1,0 +1,248 @@
+//! Shoal's bundled signaling server: lib `serve(listener, config)` and bin `shoal-signal`.
+//!
+//! The server speaks the protocol of `docs/protocol.md` (types in `shoal-protocol`): it
+//! assigns anonymous node ids, keeps the file index in memory, answers list, search and
+//! lookup, relays SDP offers/answers and ICE candidates between nodes (stamping the sender
+//! from the connection), pings clients and drops the silent ones (seeds 001, 003, 004).
+//! It never sees file bytes.
+//!
+//! Architecture invariant: memory is bounded per connection. Every client has a bounded send
+//! queue ([`Config::send_queue_depth`]); a client whose queue fills is disconnected, and
+//! WebSocket buffers are small (4 KiB read, eager writes), so 10,000 idle clients fit in a
+//! few tens of MiB.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = shoal_signal::serve(listener, shoal_signal::Config::default())?;
+//! println!("{}", server.url());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+mod config;
+mod connection;
+mod registry;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::{debug, info, warn};
+
+pub use config::{Config, ConfigError, FileConfig};
+pub use shoal_protocol::ServerStatus;
+
+use registry::Registry;
+
+/// How long [`ServerHandle::shutdown`] waits for clients to take their close frame.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// How often `index_changed` notices may go out at most (coalescing window).
+const INDEX_NOTICE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// State shared by the accept loop, every connection task and the handle.
+struct Shared {
+    config: Config,
+    registry: std::sync::Mutex<Registry>,
+    /// Wakes the `index_changed` broadcaster; `notify_one` keeps a permit, so no change is
+    /// missed between two broadcasts.
+    index_changed: Notify,
+    started: Instant,
+    status_tx: watch::Sender<ServerStatus>,
+}
+
+impl Shared {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // A panic while holding the lock is a bug in this crate; keep serving with the data
+        // as it is rather than taking every connection down with it.
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn status(&self, relayed_per_sec: f64) -> ServerStatus {
+        let registry = self.registry();
+        ServerStatus {
+            nodes: registry.node_count() as u64,
+            files: registry.file_count() as u64,
+            holders: registry.holder_count(),
+            relayed_total: registry.relayed_total(),
+            relayed_per_sec,
+            rss_bytes: status::resident_memory_bytes().unwrap_or(0),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+/// A running server. [`ServerHandle::shutdown`] stops it gracefully; dropping the handle
+/// stops it too (clients get close code 1001) without waiting.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+    /// Closed when the accept loop and every connection task have ended.
+    done_rx: mpsc::Receiver<()>,
+}
+
+impl ServerHandle {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `ws://<local address>` for clients on this machine.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.local_addr)
+    }
+
+    /// The current figures. `relayed_per_sec` is the rate over the last
+    /// [`Config::status_interval`].
+    pub fn status(&self) -> ServerStatus {
+        let rate = self.shared.status_tx.borrow().relayed_per_sec;
+        self.shared.status(rate)
+    }
+
+    /// A receiver that sees new figures once per [`Config::status_interval`].
+    pub fn status_updates(&self) -> watch::Receiver<ServerStatus> {
+        self.shared.status_tx.subscribe()
+    }
+
+    /// Stops accepting, closes every client with close code 1001 (going away) and waits for
+    /// them, at most about 1.5 s; the index is then empty.
+    pub async fn shutdown(mut self) {
+        info!("shutting down");
+        let _ = self.shutdown_tx.send(true);
+        // Every task holds a clone of the sender; recv() returns None when all are gone.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(300), async {
+            while self.done_rx.recv().await.is_some() {}
+        })
+        .await;
+        self.shared.registry().clear();
+    }
+}
+
+/// Starts serving WebSocket clients on `listener`, on the current tokio runtime.
+///
+/// Returns at once; the server runs in spawned tasks until [`ServerHandle::shutdown`].
+///
+/// # Errors
+/// The listener's local address cannot be read.
+///
+/// # Panics
+/// When called outside a tokio runtime.
+pub fn serve(listener: TcpListener, config: Config) -> std::io::Result<ServerHandle> {
+    let local_addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (done_tx, done_rx) = mpsc::channel::<()>(1);
+    let (status_tx, _) = watch::channel(ServerStatus::default());
+    let shared = Arc::new(Shared {
+        registry: std::sync::Mutex::new(Registry::new(config.max_files_per_node)),
+        config,
+        index_changed: Notify::new(),
+        started: Instant::now(),
+        status_tx,
+    });
+    info!(%local_addr, "signaling server listening");
+    tokio::spawn(accept_loop(
+        listener,
+        shared.clone(),
+        shutdown_rx.clone(),
+        done_tx.clone(),
+    ));
+    tokio::spawn(broadcast_index_changes(
+        shared.clone(),
+        shutdown_rx.clone(),
+        done_tx.clone(),
+    ));
+    tokio::spawn(sample_status(shared.clone(), shutdown_rx, done_tx));
+    Ok(ServerHandle {
+        local_addr,
+        shared,
+        shutdown_tx,
+        done_rx,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    debug!(%addr, "accepted");
+                    tokio::spawn(connection::run(
+                        stream,
+                        addr,
+                        shared.clone(),
+                        shutdown.clone(),
+                        done.clone(),
+                    ));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    debug!("accept loop stopped");
+}
+
+/// Sends `index_changed` to every client after changes, at most once per
+/// [`INDEX_NOTICE_INTERVAL`], carrying the latest revision.
+async fn broadcast_index_changes(
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    _done: mpsc::Sender<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = shared.index_changed.notified() => {}
+        }
+        shared.registry().broadcast_index_changed();
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(INDEX_NOTICE_INTERVAL) => {}
+        }
+    }
+}
+
+/// Publishes the figures once per [`Config::status_interval`], with the relay rate over that
+/// interval.
+async fn sample_status(
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    _done: mpsc::Sender<()>,
+) {
+    let interval = shared.config.status_interval;
+    let mut last_total = 0u64;
+    let mut last_at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let total = shared.registry().relayed_total();
+        let now = Instant::now();
+        let secs = now.duration_since(last_at).as_secs_f64().max(1e-3);
+        let rate = (total - last_total) as f64 / secs;
+        last_total = total;
+        last_at = now;
+        let status = shared.status(rate);
+        shared.status_tx.send_replace(status);
+    }
+}
