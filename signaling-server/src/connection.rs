@@ -200,6 +200,7 @@ impl Connection {
             Ok(message) => message,
             Err(e) => return self.refuse(e.code, e.reason, None).await,
         };
+        let request_id = message.request_id();
         let node = match (&message, self.node) {
             (ClientToServer::Hello { version, agent }, None) => {
                 return self.on_hello(*version, agent.as_deref()).await;
@@ -229,7 +230,7 @@ impl Connection {
                     .refuse(
                         ErrorCode::HelloRequired,
                         "send hello before anything else".into(),
-                        None,
+                        request_id,
                     )
                     .await;
             }
@@ -237,14 +238,18 @@ impl Connection {
         };
         match message {
             ClientToServer::Hello { .. } | ClientToServer::Status { .. } => Flow::Continue,
-            ClientToServer::Announce { files } => {
+            ClientToServer::Announce { files, request_id } => {
                 let result = self.shared.registry().announce(node, files);
                 match result {
                     Ok(info_hashes) => {
                         self.shared.index_changed.notify_one();
-                        self.reply(&ServerToClient::Announced { info_hashes }).await
+                        self.reply(&ServerToClient::Announced {
+                            request_id,
+                            info_hashes,
+                        })
+                        .await
                     }
-                    Err((code, reason)) => self.refuse(code, reason, None).await,
+                    Err((code, reason)) => self.refuse(code, reason, request_id).await,
                 }
             }
             ClientToServer::Unannounce { info_hashes } => {

@@ -131,7 +131,7 @@ async fn a_third_node_finds_announcements_by_list_search_and_category() {
     ))
     .await;
     assert!(
-        matches!(a.recv().await, ServerToClient::Announced { info_hashes } if info_hashes.len() == 1)
+        matches!(a.recv().await, ServerToClient::Announced { info_hashes, .. } if info_hashes.len() == 1)
     );
     b.send_json(announce(
         &hash(2),

@@ -203,6 +203,9 @@ pub enum ClientToServer {
     Announce {
         /// The files.
         files: Vec<FileAnnouncement>,
+        /// Echoed in `announced` or `error`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
     },
     /// Removes files this node no longer serves.
     Unannounce {
@@ -267,13 +270,25 @@ impl ClientToServer {
         "status",
     ];
 
+    /// The `request_id` the message carries, if any (echoed in errors about it).
+    pub fn request_id(&self) -> Option<u64> {
+        match self {
+            Self::Announce { request_id, .. }
+            | Self::List { request_id, .. }
+            | Self::Search { request_id, .. }
+            | Self::Lookup { request_id, .. }
+            | Self::Status { request_id } => *request_id,
+            Self::Hello { .. } | Self::Unannounce { .. } | Self::Signal { .. } => None,
+        }
+    }
+
     /// Checks the protocol's limits that serde cannot express.
     ///
     /// # Errors
     /// A sentence naming the broken limit.
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            Self::Announce { files } => {
+            Self::Announce { files, .. } => {
                 if files.len() > MAX_ANNOUNCE_BATCH {
                     return Err(format!(
                         "announce carries {} files; at most {MAX_ANNOUNCE_BATCH} per message",
@@ -352,6 +367,9 @@ pub enum ServerToClient {
     },
     /// Confirms an `announce`: these files are now in the index under this node.
     Announced {
+        /// Echo of the request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
         /// Info hashes accepted.
         info_hashes: Vec<InfoHash>,
     },

@@ -1,0 +1,362 @@
+//! `shoal`: share and fetch media peer to peer from the command line.
+//!
+//! Exit codes: 0 success, 1 failure (message on stderr), 2 bad usage, 130 interrupted.
+
+mod bench;
+mod progress;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use shoal_node::{
+    Category, ConnectionState, IceServer, IndexedFile, InfoHash, Node, NodeConfig, NodeEvent,
+    NodeHandle, RtcConfig,
+};
+use tokio::sync::mpsc;
+
+/// Share media peer to peer: seed files, list and search what the network shares, and fetch
+/// files straight from the peers that hold them, verified piece by piece.
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version)]
+struct Cli {
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Args)]
+struct NetArgs {
+    /// Signaling server URL.
+    #[arg(
+        long,
+        global = true,
+        default_value = "ws://127.0.0.1:7878",
+        value_name = "URL"
+    )]
+    server: String,
+    /// Extra STUN server, e.g. stun:stun.l.google.com:19302 (the server may send more).
+    #[arg(long, global = true, value_name = "URL")]
+    stun: Vec<String>,
+    /// Extra TURN server, e.g. turn:turn.example.org:3478 (UDP).
+    #[arg(long, global = true, value_name = "URL")]
+    turn: Vec<String>,
+    /// User name for the --turn servers.
+    #[arg(long, global = true, value_name = "NAME")]
+    turn_username: Option<String>,
+    /// Password for the --turn servers.
+    #[arg(long, global = true, value_name = "SECRET")]
+    turn_credential: Option<String>,
+    /// Local UDP addresses for peer connections (repeatable). 0.0.0.0:0 covers every
+    /// interface except loopback. [default: 0.0.0.0:0 and 127.0.0.1:0]
+    #[arg(long, global = true, value_name = "ADDR")]
+    bind: Vec<SocketAddr>,
+    /// Peer connections per holder; two run about twice as fast as one on fast paths.
+    #[arg(long, global = true, default_value_t = 2, value_name = "N")]
+    connections_per_peer: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Hash files, announce them, and serve them until Ctrl-C. Prints "<info hash>  <name>"
+    /// per file on stdout.
+    Seed {
+        /// Files to share.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the files the network shares.
+    Ls {
+        /// Only this category: audio, video, image or other.
+        #[arg(long)]
+        category: Option<Category>,
+    },
+    /// Search the network's files by name (every word must match, case-insensitive).
+    Search {
+        /// Words to look for.
+        #[arg(required = true)]
+        words: Vec<String>,
+        /// Only this category: audio, video, image or other.
+        #[arg(long)]
+        category: Option<Category>,
+    },
+    /// Download a file by info hash from every peer that holds it. Prints the final path on
+    /// stdout; exits 0 only when the verified file is in place. Resumes a .part file.
+    Get {
+        /// The file's info hash (64 hex characters).
+        info_hash: InfoHash,
+        /// Folder to download into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Benchmark: a signaling server, a seeder and a downloader as separate processes on
+    /// loopback; prints MiB/s and peak memory next to plain TCP and sha256sum.
+    Bench(bench::BenchArgs),
+}
+
+/// Log filter when RUST_LOG is unset.
+const DEFAULT_LOG_FILTER: &str =
+    "error,shoal_node=warn,shoal_rtc=warn,shoal_storage=warn,shoal_transfer=warn";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // Our warnings by default; webrtc-rs logs transient ICE noise at warn.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
+        )
+        .init();
+    if let Commands::Bench(args) = &cli.command {
+        return match bench::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("shoal bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shoal: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shoal: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn node_config(net: &NetArgs) -> NodeConfig {
+    let bind_addrs = if net.bind.is_empty() {
+        vec![
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        ]
+    } else {
+        net.bind.clone()
+    };
+    let mut rtc = RtcConfig {
+        bind_addrs,
+        ..RtcConfig::default()
+    };
+    if !net.stun.is_empty() {
+        rtc.ice_servers.push(IceServer {
+            urls: net.stun.clone(),
+            username: None,
+            credential: None,
+        });
+    }
+    if !net.turn.is_empty() {
+        rtc.ice_servers.push(IceServer {
+            urls: net.turn.clone(),
+            username: net.turn_username.clone(),
+            credential: net.turn_credential.clone(),
+        });
+    }
+    NodeConfig {
+        server_url: net.server.clone(),
+        rtc,
+        connections_per_peer: net.connections_per_peer.max(1),
+        agent: format!("shoal-cli/{}", env!("CARGO_PKG_VERSION")),
+        ..NodeConfig::default()
+    }
+}
+
+/// Waits for the first successful connection to the signaling server.
+async fn connected(events: &mut mpsc::Receiver<NodeEvent>, url: &str) -> anyhow::Result<()> {
+    let wait = async {
+        let mut last = String::from("no answer");
+        while let Some(event) = events.recv().await {
+            match event {
+                NodeEvent::Connection(ConnectionState::Connected { .. }) => return Ok(()),
+                NodeEvent::Connection(ConnectionState::Disconnected { reason, .. }) => {
+                    last = reason;
+                }
+                _ => {}
+            }
+        }
+        Err(last)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), wait).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => bail!("cannot reach the signaling server at {url}: {reason}"),
+        Err(_) => bail!("cannot reach the signaling server at {url} within 10 s"),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = node_config(&cli.net);
+    let (node, mut events) = Node::spawn(config);
+    connected(&mut events, &cli.net.server).await?;
+    let code = match cli.command {
+        Commands::Seed { files } => seed(&node, &mut events, files).await?,
+        Commands::Ls { category } => {
+            print_files(&node.list(category).await?);
+            ExitCode::SUCCESS
+        }
+        Commands::Search { words, category } => {
+            print_files(&node.search(&words.join(" "), category).await?);
+            ExitCode::SUCCESS
+        }
+        Commands::Get { info_hash, out } => get(&node, &mut events, info_hash, out).await?,
+        Commands::Bench(_) => unreachable!("handled before the runtime starts"),
+    };
+    node.shutdown().await;
+    Ok(code)
+}
+
+fn print_files(files: &[IndexedFile]) {
+    if files.is_empty() {
+        eprintln!("no files");
+        return;
+    }
+    for f in files {
+        println!(
+            "{}  {:>10}  {:<5}  {:>2} holder{}  {}",
+            f.info_hash,
+            progress::human_bytes(f.size),
+            f.category.as_str(),
+            f.holders.len(),
+            if f.holders.len() == 1 { " " } else { "s" },
+            f.name
+        );
+    }
+}
+
+async fn seed(
+    node: &NodeHandle,
+    events: &mut mpsc::Receiver<NodeEvent>,
+    files: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let bars = progress::Bars::new();
+    for path in files {
+        let path = std::fs::canonicalize(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let share = node.share(path.clone());
+        tokio::pin!(share);
+        let bar = bars.hashing(&path);
+        let shared = loop {
+            tokio::select! {
+                result = &mut share => break result,
+                Some(event) = events.recv() => {
+                    if let NodeEvent::HashingProgress { bytes_done, len_bytes, .. } = event {
+                        bar.update(bytes_done, len_bytes);
+                    }
+                }
+            }
+        };
+        bar.finish();
+        let shared = shared.with_context(|| format!("cannot share {}", path.display()))?;
+        println!("{}  {}", shared.info_hash, shared.name);
+    }
+    eprintln!("seeding; press Ctrl-C to stop");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = terminated() => return Ok(ExitCode::SUCCESS),
+            event = events.recv() => match event {
+                Some(NodeEvent::PeerConnected { peer, candidate_type, .. }) => {
+                    eprintln!("peer {} connected ({candidate_type})", peer.short());
+                }
+                Some(NodeEvent::ShareStopped { info_hash, reason }) => {
+                    eprintln!("stopped sharing {}: {reason}", info_hash.short());
+                }
+                Some(NodeEvent::Connection(ConnectionState::Disconnected { reason, retry_in, .. })) => {
+                    eprintln!("signaling server lost ({reason}); retrying in {}s", retry_in.as_secs());
+                }
+                Some(_) => {}
+                None => bail!("the node stopped"),
+            },
+        }
+    }
+}
+
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
+async fn get(
+    node: &NodeHandle,
+    events: &mut mpsc::Receiver<NodeEvent>,
+    info_hash: InfoHash,
+    out: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    let transfer = node.download(info_hash, Some(out)).await?;
+    let mut bar: Option<progress::Transfer> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                let _ = node.cancel(transfer).await;
+                eprintln!("interrupted; the .part file is kept, run the same command to resume");
+                node.shutdown().await;
+                return Ok(ExitCode::from(130));
+            }
+            event = events.recv() => match event {
+                Some(NodeEvent::DownloadStarted { transfer: t, name, len_bytes, resumed_bytes, .. }) if t == transfer => {
+                    if resumed_bytes > 0 {
+                        eprintln!("resuming {name}: {resumed_bytes} of {len_bytes} bytes already verified");
+                    }
+                    bar = Some(progress::Transfer::new(&name, len_bytes));
+                }
+                Some(NodeEvent::DownloadProgress(p)) if p.transfer == transfer => {
+                    if let Some(bar) = &bar {
+                        bar.update(&p);
+                    }
+                }
+                Some(NodeEvent::PeerConnected { transfer: Some(t), peer, candidate_type, .. }) if t == transfer => {
+                    progress::note(&bar, &format!("peer {} connected ({candidate_type})", peer.short()));
+                }
+                Some(NodeEvent::PeerBanned { transfer: t, peer, reason }) if t == transfer => {
+                    progress::note(&bar, &format!("peer {} banned: {reason}", peer.short()));
+                }
+                Some(NodeEvent::Completed { transfer: t, path, summary, .. }) if t == transfer => {
+                    if let Some(bar) = bar.take() {
+                        bar.finish();
+                    }
+                    let secs = summary.elapsed.as_secs_f64().max(1e-3);
+                    eprintln!(
+                        "fetched {} bytes from {} peers in {:.1} s ({:.1} MiB/s); resumed {} bytes; peak RSS {}",
+                        summary.fetched_bytes,
+                        summary.per_peer_bytes.len(),
+                        secs,
+                        summary.fetched_bytes as f64 / secs / (1024.0 * 1024.0),
+                        summary.resumed_bytes,
+                        progress::peak_rss().map(progress::human_bytes).unwrap_or_else(|| "unknown".into()),
+                    );
+                    for (peer, bytes) in &summary.per_peer_bytes {
+                        eprintln!("  from {}: {bytes} bytes", peer.short());
+                    }
+                    println!("{}", path.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(NodeEvent::Failed { transfer: t, reason, .. }) if t == transfer => {
+                    if let Some(bar) = bar.take() {
+                        bar.abandon();
+                    }
+                    bail!("download failed: {reason}");
+                }
+                Some(_) => {}
+                None => bail!("the node stopped"),
+            },
+        }
+    }
+}

@@ -1,0 +1,1014 @@
+//! The node's actor: owns shares, downloads, pending server requests and the peer connections
+//! being set up; routes signaling messages; starts swarm tasks.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_protocol::{
+    Category, ClientToServer, ConnectionId, FileAnnouncement, IceServer, IndexedFile, InfoHash,
+    MAX_ANNOUNCE_BATCH, NodeId, ServerToClient, Signal,
+};
+use shoal_rtc::{DataLink, OutgoingSignal, PeerLink, RtcConfig};
+use shoal_storage::{Manifest, SourceFile, StorageError, safe_file_name};
+use shoal_transfer::SwarmConfig;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::events::{ConnectionState, NodeEvent, SharedFile, TransferId};
+use crate::signaling::{self, SignalingEvent};
+use crate::swarm_task::{self, Store, SwarmCommand, SwarmEnded, SwarmSpec};
+use crate::{Command, NodeConfig, NodeError};
+
+/// How often downloads look for new holders and check that they still have a source.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Messages from tasks the actor started.
+pub(crate) enum Internal {
+    Hashed {
+        path: PathBuf,
+        result: Result<(Manifest, SourceFile), StorageError>,
+        reply: oneshot::Sender<Result<SharedFile, NodeError>>,
+    },
+    LinkReady {
+        connection_id: ConnectionId,
+        peer: NodeId,
+        info_hash: InfoHash,
+        transfer: Option<TransferId>,
+        link: PeerLink,
+        data: DataLink,
+    },
+    LinkFailed {
+        connection_id: ConnectionId,
+        peer: NodeId,
+        transfer: Option<TransferId>,
+        reason: String,
+    },
+    /// A link of a download closed (the swarm task says so).
+    LinkClosed {
+        transfer: TransferId,
+        peer: NodeId,
+    },
+    PeerBanned {
+        transfer: TransferId,
+        peer: NodeId,
+    },
+    SwarmEnded(SwarmEnded),
+}
+
+enum Pending {
+    Reply(oneshot::Sender<Result<ServerToClient, NodeError>>),
+    Announce(Vec<InfoHash>),
+    DownloadLookup {
+        info_hash: InfoHash,
+        out_dir: PathBuf,
+        reply: oneshot::Sender<Result<TransferId, NodeError>>,
+    },
+    Refresh(TransferId),
+}
+
+struct Share {
+    file: SharedFile,
+    swarm: mpsc::Sender<SwarmCommand>,
+    announced: bool,
+    waiting: Vec<oneshot::Sender<Result<SharedFile, NodeError>>>,
+}
+
+#[derive(Default)]
+struct PeerSlots {
+    live: usize,
+    pending: usize,
+    /// Connection attempts that failed; a holder is given up after [`MAX_CONNECT_FAILURES`].
+    failures: u32,
+}
+
+/// Failed connection attempts after which a holder is not tried again by a download.
+const MAX_CONNECT_FAILURES: u32 = 2;
+
+struct Download {
+    info_hash: InfoHash,
+    swarm: mpsc::Sender<SwarmCommand>,
+    peers: HashMap<NodeId, PeerSlots>,
+    banned: HashSet<NodeId>,
+    last_failure: Option<String>,
+    /// Refreshes in a row that found no link, no pending connection and no new holder.
+    hopeless_refreshes: u32,
+}
+
+impl Download {
+    fn active(&self) -> usize {
+        self.peers.values().map(|p| p.live + p.pending).sum()
+    }
+}
+
+struct Actor {
+    config: NodeConfig,
+    events: mpsc::Sender<NodeEvent>,
+    to_server: mpsc::Sender<ClientToServer>,
+    internal_tx: mpsc::Sender<Internal>,
+    node_id: Option<NodeId>,
+    server_ice: Vec<IceServer>,
+    next_request: u64,
+    pending: HashMap<u64, Pending>,
+    shares: HashMap<InfoHash, Share>,
+    next_transfer: u64,
+    downloads: HashMap<TransferId, Download>,
+    /// Remote signals for peer connections being set up, by connection id.
+    connecting: HashMap<ConnectionId, mpsc::Sender<Signal>>,
+}
+
+pub(crate) async fn run(
+    config: NodeConfig,
+    mut commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NodeEvent>,
+) {
+    let (to_server, server_rx) = mpsc::channel(256);
+    let (from_server_tx, mut from_server) = mpsc::channel(256);
+    tokio::spawn(signaling::run(
+        config.server_url.clone(),
+        config.agent.clone(),
+        server_rx,
+        from_server_tx,
+        events.clone(),
+    ));
+    let (internal_tx, mut internal) = mpsc::channel(256);
+    let mut actor = Actor {
+        config,
+        events,
+        to_server,
+        internal_tx,
+        node_id: None,
+        server_ice: Vec::new(),
+        next_request: 1,
+        pending: HashMap::new(),
+        shares: HashMap::new(),
+        next_transfer: 1,
+        downloads: HashMap::new(),
+        connecting: HashMap::new(),
+    };
+    let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Shutdown { reply }) => {
+                    actor.shutdown().await;
+                    let _ = reply.send(());
+                    return;
+                }
+                Some(command) => actor.on_command(command).await,
+                None => {
+                    actor.shutdown().await;
+                    return;
+                }
+            },
+            Some(event) = from_server.recv() => actor.on_signaling(event).await,
+            Some(message) = internal.recv() => actor.on_internal(message).await,
+            _ = refresh.tick() => actor.refresh_downloads().await,
+        }
+    }
+}
+
+impl Actor {
+    fn rtc_config(&self) -> RtcConfig {
+        let mut rtc = self.config.rtc.clone();
+        rtc.ice_servers.extend(self.server_ice.iter().cloned());
+        rtc
+    }
+
+    async fn emit(&self, event: NodeEvent) {
+        let _ = self.events.send(event).await;
+    }
+
+    /// Sends a request with a fresh id; the answer is routed to `pending`.
+    async fn request(&mut self, message: impl FnOnce(u64) -> ClientToServer, pending: Pending) {
+        if self.node_id.is_none() {
+            let url = self.config.server_url.clone();
+            self.fail_pending(pending, || NodeError::NotConnected { url: url.clone() });
+            return;
+        }
+        let id = self.next_request;
+        self.next_request += 1;
+        self.pending.insert(id, pending);
+        if self.to_server.send(message(id)).await.is_err()
+            && let Some(p) = self.pending.remove(&id)
+        {
+            self.fail_pending(p, || NodeError::Stopped);
+        }
+    }
+
+    fn fail_pending(&mut self, pending: Pending, error: impl Fn() -> NodeError) {
+        match pending {
+            Pending::Reply(reply) => {
+                let _ = reply.send(Err(error()));
+            }
+            Pending::DownloadLookup { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            Pending::Announce(hashes) => {
+                for h in hashes {
+                    if let Some(share) = self.shares.get_mut(&h) {
+                        share.announced = false;
+                    }
+                }
+            }
+            Pending::Refresh(_) => {}
+        }
+    }
+
+    // ----- commands -----
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Share { path, reply } => self.share(path, reply),
+            Command::Unshare { info_hash, reply } => {
+                let result = self.unshare(info_hash, None).await;
+                let _ = reply.send(result);
+            }
+            Command::Shares { reply } => {
+                let mut files: Vec<SharedFile> =
+                    self.shares.values().map(|s| s.file.clone()).collect();
+                files.sort_by(|a, b| a.name.cmp(&b.name));
+                let _ = reply.send(files);
+            }
+            Command::Request { message, reply } => {
+                self.request(|id| with_request_id(message, id), Pending::Reply(reply))
+                    .await;
+            }
+            Command::Download {
+                info_hash,
+                out_dir,
+                reply,
+            } => {
+                if self.downloads.values().any(|d| d.info_hash == info_hash) {
+                    let _ = reply.send(Err(NodeError::AlreadyDownloading { info_hash }));
+                    return;
+                }
+                let out_dir = out_dir.unwrap_or_else(|| self.config.download_dir.clone());
+                self.request(
+                    |id| ClientToServer::Lookup {
+                        info_hash,
+                        request_id: Some(id),
+                    },
+                    Pending::DownloadLookup {
+                        info_hash,
+                        out_dir,
+                        reply,
+                    },
+                )
+                .await;
+            }
+            Command::Cancel { transfer, reply } => {
+                let Some(download) = self.downloads.get(&transfer) else {
+                    let _ = reply.send(Err(NodeError::UnknownTransfer(transfer.0)));
+                    return;
+                };
+                let _ = download.swarm.send(SwarmCommand::Cancel).await;
+                let _ = reply.send(Ok(()));
+            }
+            Command::NodeId { reply } => {
+                let _ = reply.send(self.node_id);
+            }
+            Command::Shutdown { reply } => {
+                self.shutdown().await;
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn share(&mut self, path: PathBuf, reply: oneshot::Sender<Result<SharedFile, NodeError>>) {
+        let events = self.events.clone();
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let hashed_path = path.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let path = hashed_path;
+                let len_bytes = std::fs::metadata(&path)
+                    .map_err(|e| StorageError::io(&path, e))?
+                    .len();
+                let mut last = 0u64;
+                let manifest = shoal_storage::hash_file(&path, &mut |done| {
+                    // About every 16 MiB and at the end; dropped if the front end lags.
+                    if done - last >= 16 << 20 || done == len_bytes {
+                        last = done;
+                        let _ = events.try_send(NodeEvent::HashingProgress {
+                            path: path.clone(),
+                            bytes_done: done,
+                            len_bytes,
+                        });
+                    }
+                    !events.is_closed()
+                })?;
+                let source = SourceFile::open(&path, &manifest)?;
+                Ok((manifest, source))
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(StorageError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+            let _ = internal
+                .send(Internal::Hashed {
+                    path,
+                    result,
+                    reply,
+                })
+                .await;
+        });
+    }
+
+    async fn on_hashed(
+        &mut self,
+        path: PathBuf,
+        result: Result<(Manifest, SourceFile), StorageError>,
+        reply: oneshot::Sender<Result<SharedFile, NodeError>>,
+    ) {
+        let (manifest, source) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        let info_hash = manifest.info_hash();
+        if let Some(share) = self.shares.get_mut(&info_hash) {
+            // The same content is already shared (perhaps from another path).
+            if share.announced {
+                let _ = reply.send(Ok(share.file.clone()));
+            } else {
+                share.waiting.push(reply);
+            }
+            return;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let name = truncate_name(&name);
+        let mime = mime_guess::from_path(&path)
+            .first_raw()
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let file = SharedFile {
+            info_hash,
+            name,
+            path: path.clone(),
+            size: manifest.layout().len_bytes(),
+            category: Category::from_mime(&mime),
+            mime,
+        };
+        let (swarm_tx, swarm_rx) = mpsc::channel(64);
+        let spec = SwarmSpec {
+            info_hash,
+            transfer: None,
+            events: self.events.clone(),
+            internal: self.internal_tx.clone(),
+        };
+        let store = Store::Source(Arc::new(source));
+        tokio::spawn(swarm_task::run_seeding(
+            spec,
+            manifest,
+            store,
+            SwarmConfig::default(),
+            swarm_rx,
+        ));
+        info!(info_hash = %info_hash.short(), path = %path.display(), "sharing");
+        self.shares.insert(
+            info_hash,
+            Share {
+                file,
+                swarm: swarm_tx,
+                announced: false,
+                waiting: vec![reply],
+            },
+        );
+        self.announce(vec![info_hash]).await;
+    }
+
+    /// Announces shares, in batches that fit one frame.
+    async fn announce(&mut self, hashes: Vec<InfoHash>) {
+        if self.node_id.is_none() {
+            return; // announced on (re)connection
+        }
+        for batch in hashes.chunks(MAX_ANNOUNCE_BATCH) {
+            let files: Vec<FileAnnouncement> = batch
+                .iter()
+                .filter_map(|h| self.shares.get(h))
+                .map(|s| FileAnnouncement {
+                    info_hash: s.file.info_hash,
+                    name: s.file.name.clone(),
+                    size: s.file.size,
+                    mime: s.file.mime.clone(),
+                    category: s.file.category,
+                })
+                .collect();
+            let hashes = batch.to_vec();
+            self.request(
+                move |id| ClientToServer::Announce {
+                    files,
+                    request_id: Some(id),
+                },
+                Pending::Announce(hashes),
+            )
+            .await;
+        }
+    }
+
+    async fn unshare(
+        &mut self,
+        info_hash: InfoHash,
+        reason: Option<String>,
+    ) -> Result<(), NodeError> {
+        let Some(share) = self.shares.remove(&info_hash) else {
+            return Err(NodeError::NotShared { info_hash });
+        };
+        let _ = share.swarm.send(SwarmCommand::Stop).await;
+        for waiting in share.waiting {
+            let _ = waiting.send(Err(NodeError::NotShared { info_hash }));
+        }
+        if self.node_id.is_some() {
+            let _ = self
+                .to_server
+                .send(ClientToServer::Unannounce {
+                    info_hashes: vec![info_hash],
+                })
+                .await;
+        }
+        if let Some(reason) = reason {
+            self.emit(NodeEvent::ShareStopped { info_hash, reason })
+                .await;
+        }
+        Ok(())
+    }
+
+    // ----- signaling -----
+
+    async fn on_signaling(&mut self, event: SignalingEvent) {
+        match event {
+            SignalingEvent::Connected {
+                node_id,
+                ice_servers,
+            } => {
+                self.node_id = Some(node_id);
+                self.server_ice = ice_servers;
+                self.emit(NodeEvent::Connection(ConnectionState::Connected {
+                    url: self.config.server_url.clone(),
+                    node_id,
+                }))
+                .await;
+                let all: Vec<InfoHash> = self.shares.keys().copied().collect();
+                self.announce(all).await;
+            }
+            SignalingEvent::Disconnected => {
+                self.node_id = None;
+                let pending: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
+                let url = self.config.server_url.clone();
+                for p in pending {
+                    self.fail_pending(p, || NodeError::NotConnected { url: url.clone() });
+                }
+                for share in self.shares.values_mut() {
+                    share.announced = false;
+                }
+            }
+            SignalingEvent::Message(message) => self.on_server_message(message).await,
+        }
+    }
+
+    async fn on_server_message(&mut self, message: ServerToClient) {
+        let request_id = match &message {
+            ServerToClient::Announced { request_id, .. }
+            | ServerToClient::ListResult { request_id, .. }
+            | ServerToClient::SearchResult { request_id, .. }
+            | ServerToClient::LookupResult { request_id, .. }
+            | ServerToClient::Status { request_id, .. }
+            | ServerToClient::Error { request_id, .. } => *request_id,
+            _ => None,
+        };
+        if let Some(pending) = request_id.and_then(|id| self.pending.remove(&id)) {
+            return self.on_answer(pending, message).await;
+        }
+        match message {
+            ServerToClient::IndexChanged { .. } => self.emit(NodeEvent::IndexChanged).await,
+            ServerToClient::Signal {
+                from,
+                connection_id,
+                signal,
+            } => self.on_signal(from, connection_id, signal),
+            ServerToClient::Error { code, reason, .. } => {
+                debug!(?code, %reason, "server error");
+            }
+            other => debug!(?other, "unexpected server message"),
+        }
+    }
+
+    async fn on_answer(&mut self, pending: Pending, message: ServerToClient) {
+        match pending {
+            Pending::Reply(reply) => {
+                let _ = reply.send(Ok(message));
+            }
+            Pending::Announce(hashes) => {
+                let error = match &message {
+                    ServerToClient::Error { code, reason, .. } => Some((*code, reason.clone())),
+                    _ => None,
+                };
+                for h in hashes {
+                    let Some(share) = self.shares.get_mut(&h) else {
+                        continue;
+                    };
+                    match &error {
+                        None => {
+                            let first = !share.announced && !share.waiting.is_empty();
+                            share.announced = true;
+                            for waiting in share.waiting.drain(..) {
+                                let _ = waiting.send(Ok(share.file.clone()));
+                            }
+                            if first {
+                                let file = share.file.clone();
+                                self.emit(NodeEvent::Shared(file)).await;
+                            }
+                        }
+                        Some((code, reason)) => {
+                            for waiting in share.waiting.drain(..) {
+                                let _ = waiting.send(Err(NodeError::Server {
+                                    code: *code,
+                                    reason: reason.clone(),
+                                }));
+                            }
+                            if let Some(share) = self.shares.remove(&h) {
+                                let _ = share.swarm.send(SwarmCommand::Stop).await;
+                            }
+                        }
+                    }
+                }
+            }
+            Pending::DownloadLookup {
+                info_hash,
+                out_dir,
+                reply,
+            } => {
+                let result = match message {
+                    ServerToClient::LookupResult { file, .. } => {
+                        self.start_download(info_hash, file, out_dir).await
+                    }
+                    other => Err(NodeError::unexpected(&other)),
+                };
+                let _ = reply.send(result);
+            }
+            Pending::Refresh(transfer) => {
+                if let ServerToClient::LookupResult { file, .. } = message {
+                    self.on_refresh(transfer, file).await;
+                }
+            }
+        }
+    }
+
+    fn on_signal(&mut self, from: NodeId, connection_id: ConnectionId, signal: Signal) {
+        if let Some(tx) = self.connecting.get(&connection_id) {
+            if tx.try_send(signal).is_err() {
+                debug!(connection = %connection_id.short(), "signal queue full; dropped");
+            }
+            return;
+        }
+        // Anything but an offer is a late candidate or bye for a connection set up or gone.
+        if let Signal::Offer { sdp } = signal {
+            self.accept(from, connection_id, sdp);
+        }
+    }
+
+    // ----- peer connections -----
+
+    fn signal_forwarder(
+        &self,
+        to: NodeId,
+        connection_id: ConnectionId,
+    ) -> mpsc::Sender<OutgoingSignal> {
+        let (tx, mut rx) = mpsc::channel::<OutgoingSignal>(64);
+        let to_server = self.to_server.clone();
+        tokio::spawn(async move {
+            while let Some(signal) = rx.recv().await {
+                let message = ClientToServer::Signal {
+                    to,
+                    connection_id,
+                    signal: signal.into(),
+                };
+                if to_server.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tx
+    }
+
+    /// Opens a peer connection to `peer` for a download.
+    fn connect(&mut self, transfer: TransferId, info_hash: InfoHash, peer: NodeId) {
+        let connection_id = ConnectionId::random();
+        let (remote_tx, remote_rx) = mpsc::channel(64);
+        self.connecting.insert(connection_id, remote_tx);
+        let signals = self.signal_forwarder(peer, connection_id);
+        let rtc = self.rtc_config();
+        let internal = self.internal_tx.clone();
+        let timeout = self.config.connect_timeout;
+        debug!(peer = %peer.short(), connection = %connection_id.short(), "connecting");
+        tokio::spawn(async move {
+            let label = info_hash.to_string();
+            let result = async {
+                let link = PeerLink::offer(&rtc, &label, signals)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match open_channel(&link, remote_rx, timeout).await {
+                    Ok(data) => Ok((link, data)),
+                    Err(e) => {
+                        link.close().await;
+                        Err(e)
+                    }
+                }
+            }
+            .await;
+            let message = match result {
+                Ok((link, data)) => Internal::LinkReady {
+                    connection_id,
+                    peer,
+                    info_hash,
+                    transfer: Some(transfer),
+                    link,
+                    data,
+                },
+                Err(reason) => Internal::LinkFailed {
+                    connection_id,
+                    peer,
+                    transfer: Some(transfer),
+                    reason,
+                },
+            };
+            let _ = internal.send(message).await;
+        });
+    }
+
+    /// Answers an offer from `peer` (it wants something we hold).
+    fn accept(&mut self, peer: NodeId, connection_id: ConnectionId, sdp: String) {
+        let (remote_tx, remote_rx) = mpsc::channel(64);
+        self.connecting.insert(connection_id, remote_tx);
+        let signals = self.signal_forwarder(peer, connection_id);
+        let rtc = self.rtc_config();
+        let internal = self.internal_tx.clone();
+        let timeout = self.config.connect_timeout;
+        debug!(peer = %peer.short(), connection = %connection_id.short(), "accepting");
+        tokio::spawn(async move {
+            let result = async {
+                let link = PeerLink::answer(&rtc, &sdp, signals)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match open_channel(&link, remote_rx, timeout).await {
+                    Ok(data) => match data.label().parse::<InfoHash>() {
+                        Ok(info_hash) => Ok((link, data, info_hash)),
+                        Err(_) => {
+                            link.close().await;
+                            Err(format!(
+                                "data channel label {:?} is not an info hash",
+                                data.label()
+                            ))
+                        }
+                    },
+                    Err(e) => {
+                        link.close().await;
+                        Err(e)
+                    }
+                }
+            }
+            .await;
+            let message = match result {
+                Ok((link, data, info_hash)) => Internal::LinkReady {
+                    connection_id,
+                    peer,
+                    info_hash,
+                    transfer: None,
+                    link,
+                    data,
+                },
+                Err(reason) => Internal::LinkFailed {
+                    connection_id,
+                    peer,
+                    transfer: None,
+                    reason,
+                },
+            };
+            let _ = internal.send(message).await;
+        });
+    }
+
+    async fn on_internal(&mut self, message: Internal) {
+        match message {
+            Internal::Hashed {
+                path,
+                result,
+                reply,
+            } => self.on_hashed(path, result, reply).await,
+            Internal::LinkReady {
+                connection_id,
+                peer,
+                info_hash,
+                transfer,
+                link,
+                data,
+            } => {
+                self.connecting.remove(&connection_id);
+                if let Some(t) = transfer
+                    && let Some(d) = self.downloads.get_mut(&t)
+                {
+                    let slots = d.peers.entry(peer).or_default();
+                    slots.pending = slots.pending.saturating_sub(1);
+                    slots.live += 1;
+                }
+                // A download of this content takes it first (it also serves what it has),
+                // then a share.
+                let swarm = self
+                    .downloads
+                    .iter()
+                    .find(|(_, d)| d.info_hash == info_hash)
+                    .map(|(_, d)| d.swarm.clone())
+                    .or_else(|| self.shares.get(&info_hash).map(|s| s.swarm.clone()));
+                match swarm {
+                    Some(swarm) => {
+                        let add = SwarmCommand::AddLink { peer, link, data };
+                        if let Err(mpsc::error::SendError(SwarmCommand::AddLink { link, .. })) =
+                            swarm.send(add).await
+                        {
+                            link.close().await;
+                        }
+                    }
+                    None => {
+                        debug!(info_hash = %info_hash.short(), "peer asked for content we do not have");
+                        tokio::spawn(async move { link.close().await });
+                    }
+                }
+            }
+            Internal::LinkFailed {
+                connection_id,
+                peer,
+                transfer,
+                reason,
+            } => {
+                self.connecting.remove(&connection_id);
+                debug!(peer = %peer.short(), %reason, "peer connection failed");
+                if let Some(t) = transfer
+                    && let Some(d) = self.downloads.get_mut(&t)
+                {
+                    let slots = d.peers.entry(peer).or_default();
+                    slots.pending = slots.pending.saturating_sub(1);
+                    if slots.live + slots.pending == 0 {
+                        slots.failures += 1;
+                    }
+                    d.last_failure = Some(format!("connecting to {}: {reason}", peer.short()));
+                }
+            }
+            Internal::LinkClosed { transfer, peer } => {
+                if let Some(d) = self.downloads.get_mut(&transfer) {
+                    let slots = d.peers.entry(peer).or_default();
+                    slots.live = slots.live.saturating_sub(1);
+                    d.last_failure
+                        .get_or_insert_with(|| format!("peer {} went away", peer.short()));
+                }
+            }
+            Internal::PeerBanned { transfer, peer } => {
+                if let Some(d) = self.downloads.get_mut(&transfer) {
+                    d.banned.insert(peer);
+                    d.last_failure = Some(format!("peer {} sent corrupt data", peer.short()));
+                }
+            }
+            Internal::SwarmEnded(ended) => self.on_swarm_ended(ended).await,
+        }
+    }
+
+    // ----- downloads -----
+
+    async fn start_download(
+        &mut self,
+        info_hash: InfoHash,
+        file: Option<IndexedFile>,
+        out_dir: PathBuf,
+    ) -> Result<TransferId, NodeError> {
+        let Some(file) = file else {
+            return Err(NodeError::UnknownInfoHash { info_hash });
+        };
+        let me = self.node_id;
+        let holders: Vec<NodeId> = file
+            .holders
+            .iter()
+            .copied()
+            .filter(|h| Some(*h) != me)
+            .collect();
+        if holders.is_empty() {
+            return Err(NodeError::NoHolders { info_hash });
+        }
+        let transfer = TransferId(self.next_transfer);
+        self.next_transfer += 1;
+        let (swarm_tx, swarm_rx) = mpsc::channel(64);
+        let spec = SwarmSpec {
+            info_hash,
+            transfer: Some(transfer),
+            events: self.events.clone(),
+            internal: self.internal_tx.clone(),
+        };
+        tokio::spawn(swarm_task::run_download(
+            spec,
+            safe_file_name(&file.name),
+            file.size,
+            out_dir,
+            SwarmConfig {
+                picker_seed: rand::random_range(1..u32::MAX),
+                ..SwarmConfig::default()
+            },
+            swarm_rx,
+        ));
+        info!(%transfer, info_hash = %info_hash.short(), holders = holders.len(), "download started");
+        self.downloads.insert(
+            transfer,
+            Download {
+                info_hash,
+                swarm: swarm_tx,
+                peers: HashMap::new(),
+                banned: HashSet::new(),
+                last_failure: None,
+                hopeless_refreshes: 0,
+            },
+        );
+        self.connect_holders(transfer, &holders);
+        Ok(transfer)
+    }
+
+    /// Opens connections to holders the download is not yet connected to.
+    fn connect_holders(&mut self, transfer: TransferId, holders: &[NodeId]) -> usize {
+        let per_peer = self.config.connections_per_peer.max(1);
+        let max_peers = self.config.max_peers_per_download.max(1);
+        let Some(d) = self.downloads.get_mut(&transfer) else {
+            return 0;
+        };
+        let info_hash = d.info_hash;
+        let mut to_open = Vec::new();
+        let mut peers_in_use = d.peers.values().filter(|p| p.live + p.pending > 0).count();
+        for &holder in holders {
+            if d.banned.contains(&holder) || Some(holder) == self.node_id {
+                continue;
+            }
+            let slots = d.peers.entry(holder).or_default();
+            if slots.live + slots.pending > 0 || slots.failures >= MAX_CONNECT_FAILURES {
+                continue;
+            }
+            if peers_in_use >= max_peers {
+                break;
+            }
+            peers_in_use += 1;
+            slots.pending += per_peer;
+            for _ in 0..per_peer {
+                to_open.push(holder);
+            }
+        }
+        let opened = to_open.len();
+        for peer in to_open {
+            self.connect(transfer, info_hash, peer);
+        }
+        opened
+    }
+
+    async fn refresh_downloads(&mut self) {
+        let transfers: Vec<(TransferId, InfoHash)> = self
+            .downloads
+            .iter()
+            .map(|(t, d)| (*t, d.info_hash))
+            .collect();
+        for (transfer, info_hash) in transfers {
+            self.request(
+                |id| ClientToServer::Lookup {
+                    info_hash,
+                    request_id: Some(id),
+                },
+                Pending::Refresh(transfer),
+            )
+            .await;
+        }
+    }
+
+    async fn on_refresh(&mut self, transfer: TransferId, file: Option<IndexedFile>) {
+        let holders = file.map(|f| f.holders).unwrap_or_default();
+        let opened = self.connect_holders(transfer, &holders);
+        let Some(d) = self.downloads.get_mut(&transfer) else {
+            return;
+        };
+        if opened == 0 && d.active() == 0 {
+            d.hopeless_refreshes += 1;
+        } else {
+            d.hopeless_refreshes = 0;
+        }
+        // Two refreshes in a row (about 6 s) with no link, nothing pending and no holder to try.
+        if d.hopeless_refreshes >= 2 {
+            let reason = match &d.last_failure {
+                Some(last) => NodeError::SourcesFailed {
+                    info_hash: d.info_hash,
+                    last_reason: last.clone(),
+                }
+                .to_string(),
+                None => NodeError::NoHolders {
+                    info_hash: d.info_hash,
+                }
+                .to_string(),
+            };
+            let _ = d.swarm.send(SwarmCommand::Fail(reason)).await;
+        }
+    }
+
+    async fn on_swarm_ended(&mut self, ended: SwarmEnded) {
+        match ended.transfer {
+            Some(transfer) => {
+                self.downloads.remove(&transfer);
+            }
+            None => {
+                if let Some(reason) = ended.error
+                    && self.shares.contains_key(&ended.info_hash)
+                {
+                    warn!(info_hash = %ended.info_hash.short(), %reason, "share stopped");
+                    let _ = self.unshare(ended.info_hash, Some(reason)).await;
+                }
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        for d in self.downloads.values() {
+            let _ = d.swarm.send(SwarmCommand::Stop).await;
+        }
+        for s in self.shares.values() {
+            let _ = s.swarm.send(SwarmCommand::Stop).await;
+        }
+        // Wait for swarm tasks to save their state and close their links.
+        for d in self.downloads.values() {
+            d.swarm.closed().await;
+        }
+        for s in self.shares.values() {
+            s.swarm.closed().await;
+        }
+    }
+}
+
+/// Applies remote signals until the data channel opens.
+async fn open_channel(
+    link: &PeerLink,
+    mut remote: mpsc::Receiver<Signal>,
+    timeout: Duration,
+) -> Result<DataLink, String> {
+    let open = link.channel(timeout);
+    tokio::pin!(open);
+    loop {
+        tokio::select! {
+            result = &mut open => return result.map_err(|e| e.to_string()),
+            signal = remote.recv() => match signal {
+                Some(Signal::Bye) => return Err("the peer hung up".into()),
+                Some(signal) => {
+                    if let Err(e) = link.apply_remote(signal).await {
+                        debug!(error = %e, "remote signal rejected");
+                    }
+                }
+                None => return Err("signaling ended".into()),
+            },
+        }
+    }
+}
+
+fn with_request_id(message: ClientToServer, id: u64) -> ClientToServer {
+    match message {
+        ClientToServer::List { category, .. } => ClientToServer::List {
+            category,
+            request_id: Some(id),
+        },
+        ClientToServer::Search {
+            query, category, ..
+        } => ClientToServer::Search {
+            query,
+            category,
+            request_id: Some(id),
+        },
+        ClientToServer::Lookup { info_hash, .. } => ClientToServer::Lookup {
+            info_hash,
+            request_id: Some(id),
+        },
+        ClientToServer::Status { .. } => ClientToServer::Status {
+            request_id: Some(id),
+        },
+        ClientToServer::Announce { files, .. } => ClientToServer::Announce {
+            files,
+            request_id: Some(id),
+        },
+        other => other,
+    }
+}
+
+/// Keeps a display name within the protocol's 255-byte limit, on a character boundary.
+fn truncate_name(name: &str) -> String {
+    let mut end = name.len().min(shoal_protocol::MAX_NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}

@@ -1,0 +1,174 @@
+//! What a node tells its front end.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shoal_protocol::{Category, InfoHash, NodeId};
+use shoal_rtc::CandidateType;
+
+/// Names one download for the life of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransferId(pub u64);
+
+impl std::fmt::Display for TransferId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// The connection to the signaling server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Opening the WebSocket.
+    Connecting {
+        /// The server.
+        url: String,
+    },
+    /// Connected; the server gave this node an id.
+    Connected {
+        /// The server.
+        url: String,
+        /// This node's id.
+        node_id: NodeId,
+    },
+    /// Lost or refused; the node retries after `retry_in` (1 s doubling to 30 s).
+    Disconnected {
+        /// The server.
+        url: String,
+        /// Why, in words.
+        reason: String,
+        /// Time until the next attempt.
+        retry_in: Duration,
+    },
+}
+
+/// A file this node shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedFile {
+    /// Content id.
+    pub info_hash: InfoHash,
+    /// Display name (the file name).
+    pub name: String,
+    /// The original file.
+    pub path: PathBuf,
+    /// Length in bytes.
+    pub size: u64,
+    /// MIME type guessed from the extension.
+    pub mime: String,
+    /// Category badge.
+    pub category: Category,
+}
+
+/// Progress of one download.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownloadProgress {
+    /// The download.
+    pub transfer: TransferId,
+    /// Its content.
+    pub info_hash: InfoHash,
+    /// File name it will get.
+    pub name: String,
+    /// Bytes verified and written, including those found on resume.
+    pub bytes_done: u64,
+    /// File length in bytes (0 until the manifest is known, if the index did not say).
+    pub len_bytes: u64,
+    /// Receive rate over the last second, bytes per second.
+    pub rate_bytes_per_sec: f64,
+    /// Open links (data channels) to peers.
+    pub peers: usize,
+}
+
+/// How a finished download went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferSummary {
+    /// Bytes already present (verified) when the download started, from a `.part` file.
+    pub resumed_bytes: u64,
+    /// Piece bytes verified from peers in this run.
+    pub fetched_bytes: u64,
+    /// Piece bytes received per peer.
+    pub per_peer_bytes: Vec<(NodeId, u64)>,
+    /// Time from start to completion.
+    pub elapsed: Duration,
+}
+
+/// Everything a front end is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    /// The signaling connection changed.
+    Connection(ConnectionState),
+    /// Hashing a file to share it.
+    HashingProgress {
+        /// The file.
+        path: PathBuf,
+        /// Bytes hashed.
+        bytes_done: u64,
+        /// File length in bytes.
+        len_bytes: u64,
+    },
+    /// A file is shared and in the index.
+    Shared(SharedFile),
+    /// A share stopped on its own (its file changed or vanished).
+    ShareStopped {
+        /// The content.
+        info_hash: InfoHash,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The network's index changed; list again to see it.
+    IndexChanged,
+    /// A peer connection's data channel opened.
+    PeerConnected {
+        /// The content it carries.
+        info_hash: InfoHash,
+        /// The download it serves, if this node is downloading.
+        transfer: Option<TransferId>,
+        /// The remote node.
+        peer: NodeId,
+        /// How it is reached: host (direct), srflx (through NAT, via STUN) or relay (TURN).
+        candidate_type: CandidateType,
+    },
+    /// A download started (after lookup); `resumed_bytes` were already on disk.
+    DownloadStarted {
+        /// The download.
+        transfer: TransferId,
+        /// Its content.
+        info_hash: InfoHash,
+        /// The name it will get.
+        name: String,
+        /// Length in bytes, from the index.
+        len_bytes: u64,
+        /// Bytes found verified in a `.part` file.
+        resumed_bytes: u64,
+    },
+    /// Download progress, about four times a second.
+    DownloadProgress(DownloadProgress),
+    /// A peer sent bad data and was banned for this content.
+    PeerBanned {
+        /// The download.
+        transfer: TransferId,
+        /// The peer.
+        peer: NodeId,
+        /// What it did.
+        reason: String,
+    },
+    /// A download finished: the verified file is at `path`.
+    Completed {
+        /// The download.
+        transfer: TransferId,
+        /// Its content.
+        info_hash: InfoHash,
+        /// The final file.
+        path: PathBuf,
+        /// Figures.
+        summary: TransferSummary,
+    },
+    /// A download failed or was cancelled; its `.part` file stays for a resume.
+    Failed {
+        /// The download.
+        transfer: TransferId,
+        /// Its content.
+        info_hash: InfoHash,
+        /// Why, in words.
+        reason: String,
+    },
+}

@@ -1,0 +1,292 @@
+//! The API every Shoal front end uses: `Node::spawn(config) -> (NodeHandle, events)`.
+//!
+//! A node connects to a signaling server (`docs/protocol.md`), shares files (hashing them into
+//! manifests, `docs/wire.md` §2), and downloads files from every peer that holds them over
+//! WebRTC data channels (`shoal-rtc`), driving one sans-IO [`shoal_transfer::Swarm`] per
+//! content. The `shoal` CLI and the desktop app use only [`NodeHandle`] and [`NodeEvent`].
+//!
+//! Tasks: one *actor* owns the node's state (shares, downloads, pending requests, peer
+//! connections being set up) and talks to one *signaling* task (the WebSocket, reconnecting
+//! with backoff); each shared or downloading content has one *swarm* task that owns its
+//! `Swarm`, its file and its links; each link has a reader and a writer task.
+
+#![deny(missing_docs)]
+
+mod actor;
+mod error;
+mod events;
+mod signaling;
+mod swarm_task;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use error::NodeError;
+pub use events::{
+    ConnectionState, DownloadProgress, NodeEvent, SharedFile, TransferId, TransferSummary,
+};
+pub use shoal_protocol::{Category, IceServer, IndexedFile, InfoHash, NodeId};
+pub use shoal_rtc::{CandidateType, RtcConfig};
+use tokio::sync::{mpsc, oneshot};
+
+/// Settings of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Signaling server, `ws://host:port`. Default `ws://127.0.0.1:7878`.
+    pub server_url: String,
+    /// WebRTC settings; its `ice_servers` are used in addition to those the server sends in
+    /// `welcome`.
+    pub rtc: RtcConfig,
+    /// Where downloads go unless a download names another folder.
+    pub download_dir: PathBuf,
+    /// Peer connections opened to each holder of a download. One connection's SCTP driver is
+    /// a single task; two reach about twice the rate on a fast path (NOTES-webrtc.md).
+    /// Default 2.
+    pub connections_per_peer: usize,
+    /// Most holders a download connects to at once. Default 8.
+    pub max_peers_per_download: usize,
+    /// Longest wait for a peer connection's data channel to open. Default 20 s.
+    pub connect_timeout: Duration,
+    /// Longest wait for an answer from the signaling server. Default 10 s.
+    pub request_timeout: Duration,
+    /// Free text sent to the server in `hello` (`shoal-cli/0.1.0`).
+    pub agent: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            server_url: "ws://127.0.0.1:7878".into(),
+            rtc: RtcConfig::default(),
+            download_dir: PathBuf::from("."),
+            connections_per_peer: 2,
+            max_peers_per_download: 8,
+            connect_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(10),
+            agent: format!("shoal-node/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Starts nodes.
+pub struct Node;
+
+impl Node {
+    /// Starts a node on the current tokio runtime: it connects to the signaling server in the
+    /// background (and keeps reconnecting) and returns at once.
+    ///
+    /// Events arrive on the returned receiver; read it, or progress events are dropped and the
+    /// node slows down on rare events once 1,024 are queued.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn spawn(config: NodeConfig) -> (NodeHandle, mpsc::Receiver<NodeEvent>) {
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let (commands_tx, commands_rx) = mpsc::channel(64);
+        let request_timeout = config.request_timeout;
+        tokio::spawn(actor::run(config, commands_rx, events_tx));
+        (
+            NodeHandle {
+                commands: commands_tx,
+                request_timeout,
+            },
+            events_rx,
+        )
+    }
+}
+
+/// Commands from a [`NodeHandle`] to the actor.
+pub(crate) enum Command {
+    Share {
+        path: PathBuf,
+        reply: oneshot::Sender<Result<SharedFile, NodeError>>,
+    },
+    Unshare {
+        info_hash: InfoHash,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Shares {
+        reply: oneshot::Sender<Vec<SharedFile>>,
+    },
+    Request {
+        message: shoal_protocol::ClientToServer,
+        reply: oneshot::Sender<Result<shoal_protocol::ServerToClient, NodeError>>,
+    },
+    Download {
+        info_hash: InfoHash,
+        out_dir: Option<PathBuf>,
+        reply: oneshot::Sender<Result<TransferId, NodeError>>,
+    },
+    Cancel {
+        transfer: TransferId,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    NodeId {
+        reply: oneshot::Sender<Option<NodeId>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A cheap, cloneable handle on a running node. Every method is a request to the node's
+/// actor; they fail with [`NodeError::Stopped`] after [`NodeHandle::shutdown`].
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    request_timeout: std::time::Duration,
+}
+
+impl NodeHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Hashes `path` (emitting [`NodeEvent::HashingProgress`]), then announces it. Returns once
+    /// the server confirmed the announcement.
+    ///
+    /// # Errors
+    /// The file cannot be read, hashing failed, or the server refused or is unreachable.
+    pub async fn share(&self, path: PathBuf) -> Result<SharedFile, NodeError> {
+        self.ask(|reply| Command::Share { path, reply }).await?
+    }
+
+    /// Stops sharing a file and removes it from the index.
+    ///
+    /// # Errors
+    /// [`NodeError::NotShared`] when this node does not share it.
+    pub async fn unshare(&self, info_hash: InfoHash) -> Result<(), NodeError> {
+        self.ask(|reply| Command::Unshare { info_hash, reply })
+            .await?
+    }
+
+    /// The files this node shares.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`].
+    pub async fn shares(&self) -> Result<Vec<SharedFile>, NodeError> {
+        self.ask(|reply| Command::Shares { reply }).await
+    }
+
+    async fn request(
+        &self,
+        message: shoal_protocol::ClientToServer,
+    ) -> Result<shoal_protocol::ServerToClient, NodeError> {
+        let timeout = self.request_timeout;
+        tokio::time::timeout(
+            timeout,
+            self.ask(|reply| Command::Request { message, reply }),
+        )
+        .await
+        .map_err(|_| NodeError::Timeout {
+            seconds: timeout.as_secs(),
+        })??
+    }
+
+    /// The network's files, optionally one category (at most 1,000, sorted by name).
+    ///
+    /// # Errors
+    /// Not connected, or the server did not answer in time.
+    pub async fn list(&self, category: Option<Category>) -> Result<Vec<IndexedFile>, NodeError> {
+        match self
+            .request(shoal_protocol::ClientToServer::List {
+                category,
+                request_id: None,
+            })
+            .await?
+        {
+            shoal_protocol::ServerToClient::ListResult { files, .. } => Ok(files),
+            other => Err(NodeError::unexpected(&other)),
+        }
+    }
+
+    /// Files whose names contain every word of `query` (at most 100).
+    ///
+    /// # Errors
+    /// Not connected, or the server did not answer in time.
+    pub async fn search(
+        &self,
+        query: &str,
+        category: Option<Category>,
+    ) -> Result<Vec<IndexedFile>, NodeError> {
+        match self
+            .request(shoal_protocol::ClientToServer::Search {
+                query: query.to_owned(),
+                category,
+                request_id: None,
+            })
+            .await?
+        {
+            shoal_protocol::ServerToClient::SearchResult { files, .. } => Ok(files),
+            other => Err(NodeError::unexpected(&other)),
+        }
+    }
+
+    /// One index entry, or `None` when no connected node holds it.
+    ///
+    /// # Errors
+    /// Not connected, or the server did not answer in time.
+    pub async fn lookup(&self, info_hash: InfoHash) -> Result<Option<IndexedFile>, NodeError> {
+        match self
+            .request(shoal_protocol::ClientToServer::Lookup {
+                info_hash,
+                request_id: None,
+            })
+            .await?
+        {
+            shoal_protocol::ServerToClient::LookupResult { file, .. } => Ok(file),
+            other => Err(NodeError::unexpected(&other)),
+        }
+    }
+
+    /// Starts downloading `info_hash` into `out_dir` (default: the configured download
+    /// folder) from every holder. Progress, completion and failure arrive as events with the
+    /// returned id. Resumes a `.part` file of the same content in that folder.
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownInfoHash`], [`NodeError::NoHolders`], not connected, or the folder
+    /// cannot be used.
+    pub async fn download(
+        &self,
+        info_hash: InfoHash,
+        out_dir: Option<PathBuf>,
+    ) -> Result<TransferId, NodeError> {
+        self.ask(|reply| Command::Download {
+            info_hash,
+            out_dir,
+            reply,
+        })
+        .await?
+    }
+
+    /// Cancels a download; its `.part` file and resume state stay for a later resume.
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownTransfer`].
+    pub async fn cancel(&self, transfer: TransferId) -> Result<(), NodeError> {
+        self.ask(|reply| Command::Cancel { transfer, reply })
+            .await?
+    }
+
+    /// This node's id on the signaling server, while connected.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`].
+    pub async fn node_id(&self) -> Result<Option<NodeId>, NodeError> {
+        self.ask(|reply| Command::NodeId { reply }).await
+    }
+
+    /// Stops the node: saves download state, closes peer connections and the signaling
+    /// connection.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+    }
+}

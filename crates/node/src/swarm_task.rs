@@ -1,0 +1,653 @@
+//! The driver of one content's [`Swarm`]: owns the swarm, its file (the original for a share,
+//! the `.part` file for a download), its links, the clock; runs the sans-IO loop.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use shoal_protocol::{InfoHash, NodeId};
+use shoal_rtc::{DataLink, PeerLink};
+use shoal_storage::{Bitfield, Layout, Manifest, PartFile, SourceFile, StorageError};
+use shoal_transfer::{Input, LinkId, Output, Swarm, SwarmConfig, SwarmEvent};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::actor::Internal;
+use crate::events::{DownloadProgress, NodeEvent, TransferId, TransferSummary};
+
+/// How often progress is reported.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// How often a download's resume file is saved while pieces arrive.
+const RESUME_INTERVAL: Duration = Duration::from_secs(1);
+/// Messages from all link readers waiting for the swarm task.
+const IO_QUEUE: usize = 256;
+
+pub(crate) struct SwarmSpec {
+    pub(crate) info_hash: InfoHash,
+    pub(crate) transfer: Option<TransferId>,
+    pub(crate) events: mpsc::Sender<NodeEvent>,
+    pub(crate) internal: mpsc::Sender<Internal>,
+}
+
+pub(crate) enum Store {
+    /// The user's original file.
+    Source(Arc<SourceFile>),
+    /// A download; `None` until the manifest is known.
+    Part(Option<PartFile>),
+}
+
+pub(crate) enum SwarmCommand {
+    AddLink {
+        peer: NodeId,
+        link: PeerLink,
+        data: DataLink,
+    },
+    /// Stop, keeping the `.part` file; reported as failed ("cancelled").
+    Cancel,
+    /// Fail with this reason (the actor found no source).
+    Fail(String),
+    /// Stop quietly (node shutdown or unshare).
+    Stop,
+}
+
+pub(crate) struct SwarmEnded {
+    pub(crate) info_hash: InfoHash,
+    pub(crate) transfer: Option<TransferId>,
+    /// Why a share stopped on its own, or a download failed.
+    pub(crate) error: Option<String>,
+}
+
+enum LinkIo {
+    Message { link: LinkId, data: Bytes },
+    Closed { link: LinkId },
+    PieceSent { link: LinkId },
+}
+
+struct LinkEntry {
+    peer: NodeId,
+    writer: mpsc::UnboundedSender<(Bytes, bool)>,
+    link: Arc<PeerLink>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+enum Outcome {
+    Completed,
+    Failed(String),
+    Stopped,
+}
+
+struct Driver {
+    spec: SwarmSpec,
+    swarm: Swarm,
+    store: Store,
+    /// Download only: final name and folder.
+    name: String,
+    dir: PathBuf,
+    len_bytes: u64,
+    links: HashMap<LinkId, LinkEntry>,
+    next_link: u64,
+    io_tx: mpsc::Sender<LinkIo>,
+    started: Instant,
+    resumed_bytes: u64,
+    fetched_bytes: u64,
+    per_peer: HashMap<NodeId, u64>,
+    rate_window: VecDeque<(Instant, u64)>,
+    resume_dirty: bool,
+    last_resume_save: Instant,
+    outcome: Option<Outcome>,
+}
+
+/// Serves a shared file until stopped or until the file changes.
+pub(crate) async fn run_seeding(
+    spec: SwarmSpec,
+    manifest: Manifest,
+    store: Store,
+    config: SwarmConfig,
+    commands: mpsc::Receiver<SwarmCommand>,
+) {
+    let now = Instant::now().into_std();
+    let have = Bitfield::full(manifest.layout().piece_count());
+    let len_bytes = manifest.layout().len_bytes();
+    let swarm = Swarm::with_manifest(manifest, have, config, now);
+    let (io_tx, io_rx) = mpsc::channel(IO_QUEUE);
+    let driver = Driver::new(
+        spec,
+        swarm,
+        store,
+        String::new(),
+        PathBuf::new(),
+        len_bytes,
+        io_tx,
+        0,
+    );
+    driver.run(commands, io_rx).await;
+}
+
+/// Downloads a file into `dir`, resuming a `.part` file of the same content there.
+pub(crate) async fn run_download(
+    spec: SwarmSpec,
+    name: String,
+    len_bytes: u64,
+    dir: PathBuf,
+    config: SwarmConfig,
+    commands: mpsc::Receiver<SwarmCommand>,
+) {
+    let info_hash = spec.info_hash;
+    let resume_dir = dir.clone();
+    let resumed =
+        tokio::task::spawn_blocking(move || PartFile::resume(&resume_dir, info_hash)).await;
+    let now = Instant::now().into_std();
+    let (swarm, store, resumed_bytes) = match resumed {
+        Ok(Ok(Some(part))) => {
+            let bytes = have_bytes(part.manifest().layout(), part.have());
+            info!(info_hash = %info_hash.short(), pieces = part.have().count(), "resuming");
+            let swarm =
+                Swarm::with_manifest(part.manifest().clone(), part.have().clone(), config, now);
+            (swarm, Store::Part(Some(part)), bytes)
+        }
+        Ok(Ok(None)) => (
+            Swarm::new_download(info_hash, Some(len_bytes), config, now),
+            Store::Part(None),
+            0,
+        ),
+        Ok(Err(e)) => return fail_early(spec, describe(&e)).await,
+        Err(e) => return fail_early(spec, e.to_string()).await,
+    };
+    if let Some(transfer) = spec.transfer {
+        let _ = spec
+            .events
+            .send(NodeEvent::DownloadStarted {
+                transfer,
+                info_hash,
+                name: name.clone(),
+                len_bytes,
+                resumed_bytes,
+            })
+            .await;
+    }
+    let (io_tx, io_rx) = mpsc::channel(IO_QUEUE);
+    let mut driver = Driver::new(
+        spec,
+        swarm,
+        store,
+        name,
+        dir,
+        len_bytes,
+        io_tx,
+        resumed_bytes,
+    );
+    if driver.swarm.is_complete() {
+        driver.outcome = Some(Outcome::Completed);
+    }
+    driver.run(commands, io_rx).await;
+}
+
+async fn fail_early(spec: SwarmSpec, reason: String) {
+    if let Some(transfer) = spec.transfer {
+        let _ = spec
+            .events
+            .send(NodeEvent::Failed {
+                transfer,
+                info_hash: spec.info_hash,
+                reason: reason.clone(),
+            })
+            .await;
+    }
+    let _ = spec
+        .internal
+        .send(Internal::SwarmEnded(SwarmEnded {
+            info_hash: spec.info_hash,
+            transfer: spec.transfer,
+            error: Some(reason),
+        }))
+        .await;
+}
+
+/// Bytes covered by the pieces set in `have`.
+fn have_bytes(layout: &Layout, have: &Bitfield) -> u64 {
+    let mut bytes = u64::from(have.count()) * u64::from(layout.piece_len());
+    if let Some(last) = layout.piece_count().checked_sub(1)
+        && have.has_raw(last)
+    {
+        bytes -= u64::from(layout.piece_len())
+            - u64::from(layout.piece_size(layout.piece_index(last).expect("last piece is valid")));
+    }
+    bytes
+}
+
+/// A storage error in words for a user.
+fn describe(e: &StorageError) -> String {
+    match e {
+        StorageError::DiskFull {
+            path,
+            needed_bytes: 0,
+            ..
+        } => format!("the disk is full: cannot write {}", path.display()),
+        other => other.to_string(),
+    }
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        spec: SwarmSpec,
+        swarm: Swarm,
+        store: Store,
+        name: String,
+        dir: PathBuf,
+        len_bytes: u64,
+        io_tx: mpsc::Sender<LinkIo>,
+        resumed_bytes: u64,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            spec,
+            swarm,
+            store,
+            name,
+            dir,
+            len_bytes,
+            links: HashMap::new(),
+            next_link: 1,
+            io_tx,
+            started: now,
+            resumed_bytes,
+            fetched_bytes: 0,
+            per_peer: HashMap::new(),
+            rate_window: VecDeque::new(),
+            resume_dirty: false,
+            last_resume_save: now,
+            outcome: None,
+        }
+    }
+
+    fn feed(&mut self, input: Input<'_>) {
+        self.swarm.handle_input(input, Instant::now().into_std());
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<SwarmCommand>,
+        mut io_rx: mpsc::Receiver<LinkIo>,
+    ) {
+        let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.drain();
+            if let Some(outcome) = self.outcome.take() {
+                self.finish(outcome).await;
+                return;
+            }
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(SwarmCommand::AddLink { peer, link, data }) => self.add_link(peer, link, data),
+                    Some(SwarmCommand::Cancel) => self.outcome = Some(Outcome::Failed("cancelled".into())),
+                    Some(SwarmCommand::Fail(reason)) => self.outcome = Some(Outcome::Failed(reason)),
+                    Some(SwarmCommand::Stop) | None => self.outcome = Some(Outcome::Stopped),
+                },
+                Some(io) = io_rx.recv() => self.on_io(io),
+                _ = tokio::time::sleep_until(Instant::from_std(deadline)) => self.feed(Input::Timeout),
+                _ = progress.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    /// Handles outputs until the swarm has nothing more to do; returns its next deadline.
+    fn drain(&mut self) -> std::time::Instant {
+        loop {
+            match self.swarm.poll_output() {
+                Output::Timeout(at) => return at,
+                Output::Transmit {
+                    link,
+                    message,
+                    piece_end,
+                } => {
+                    if let Some(entry) = self.links.get(&link) {
+                        // Unbounded on purpose: the swarm bounds what it queues per link
+                        // (two pieces of data plus control messages), and the writer must
+                        // never block this task (it would deadlock with the readers).
+                        let _ = entry.writer.send((message, piece_end));
+                    }
+                }
+                Output::ReadPiece { link, piece } => {
+                    let read = match &self.store {
+                        Store::Source(source) => source.read_piece(piece),
+                        Store::Part(Some(part)) => part.read_piece(piece),
+                        Store::Part(None) => continue,
+                    };
+                    match read {
+                        Ok(data) => self.feed(Input::PieceRead {
+                            link,
+                            piece,
+                            data: Bytes::from(data),
+                        }),
+                        Err(e) => {
+                            warn!(info_hash = %self.spec.info_hash.short(), error = %e, "cannot serve a piece");
+                            self.feed(Input::PieceReadFailed { link, piece });
+                            if matches!(self.store, Store::Source(_)) {
+                                self.outcome = Some(Outcome::Failed(describe(&e)));
+                            }
+                        }
+                    }
+                }
+                Output::WritePiece { piece, data } => {
+                    let Store::Part(Some(part)) = &mut self.store else {
+                        continue;
+                    };
+                    match part.write_piece(piece, &data) {
+                        Ok(()) => {
+                            self.resume_dirty = true;
+                            self.feed(Input::PieceWritten { piece });
+                        }
+                        Err(e) => self.outcome = Some(Outcome::Failed(describe(&e))),
+                    }
+                }
+                Output::CloseLink { link, reason } => {
+                    debug!(%link, %reason, "closing link");
+                    self.remove_link(link);
+                }
+                Output::Event(event) => self.on_swarm_event(event),
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent) {
+        match event {
+            SwarmEvent::ManifestReady(manifest) => {
+                if let Store::Part(part @ None) = &mut self.store {
+                    match PartFile::create(&self.dir, &self.name, &manifest) {
+                        Ok(created) => {
+                            debug!(path = %created.part_path().display(), "download file created");
+                            *part = Some(created);
+                        }
+                        Err(e) => self.outcome = Some(Outcome::Failed(describe(&e))),
+                    }
+                }
+            }
+            SwarmEvent::Verified { piece, from } => {
+                let size = self
+                    .swarm
+                    .manifest()
+                    .map(|m| u64::from(m.layout().piece_size(piece)))
+                    .unwrap_or(0);
+                self.fetched_bytes += size;
+                *self.per_peer.entry(from).or_default() += size;
+            }
+            SwarmEvent::PeerBanned { node, reason } => {
+                warn!(peer = %node.short(), %reason, "peer banned");
+                if let Some(transfer) = self.spec.transfer {
+                    let _ = self.spec.events.try_send(NodeEvent::PeerBanned {
+                        transfer,
+                        peer: node,
+                        reason: reason.to_string(),
+                    });
+                    let _ = self.spec.internal.try_send(Internal::PeerBanned {
+                        transfer,
+                        peer: node,
+                    });
+                }
+            }
+            SwarmEvent::Completed => {
+                if self.spec.transfer.is_some() {
+                    self.outcome = Some(Outcome::Completed);
+                }
+            }
+        }
+    }
+
+    fn add_link(&mut self, peer: NodeId, link: PeerLink, data: DataLink) {
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        let data = Arc::new(data);
+        let link = Arc::new(link);
+        let (writer_tx, mut writer_rx) = mpsc::unbounded_channel::<(Bytes, bool)>();
+        let reader = {
+            let data = data.clone();
+            let io = self.io_tx.clone();
+            tokio::spawn(async move {
+                while let Some(message) = data.recv().await {
+                    if io
+                        .send(LinkIo::Message {
+                            link: id,
+                            data: message,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = io.send(LinkIo::Closed { link: id }).await;
+            })
+        };
+        let writer = {
+            let data = data.clone();
+            let io = self.io_tx.clone();
+            tokio::spawn(async move {
+                while let Some((message, piece_end)) = writer_rx.recv().await {
+                    if let Err(e) = data.send(message).await {
+                        debug!(link = %id, error = %e, "send failed");
+                        let _ = io.send(LinkIo::Closed { link: id }).await;
+                        return;
+                    }
+                    if piece_end && io.send(LinkIo::PieceSent { link: id }).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        {
+            let data = data.clone();
+            let events = self.spec.events.clone();
+            let info_hash = self.spec.info_hash;
+            let transfer = self.spec.transfer;
+            tokio::spawn(async move {
+                let candidate_type = data.candidate_type().await;
+                let _ = events
+                    .send(NodeEvent::PeerConnected {
+                        info_hash,
+                        transfer,
+                        peer,
+                        candidate_type,
+                    })
+                    .await;
+            });
+        }
+        let max_message_bytes = data.max_message_size();
+        self.links.insert(
+            id,
+            LinkEntry {
+                peer,
+                writer: writer_tx,
+                link,
+                tasks: [reader, writer],
+            },
+        );
+        debug!(%id, peer = %peer.short(), max_message_bytes, "link added");
+        self.feed(Input::LinkOpened {
+            link: id,
+            node: peer,
+            max_message_bytes,
+        });
+    }
+
+    fn remove_link(&mut self, link: LinkId) {
+        let Some(entry) = self.links.remove(&link) else {
+            return;
+        };
+        for task in &entry.tasks {
+            task.abort();
+        }
+        let peer_link = entry.link;
+        tokio::spawn(async move { peer_link.close().await });
+        if let Some(transfer) = self.spec.transfer {
+            let _ = self.spec.internal.try_send(Internal::LinkClosed {
+                transfer,
+                peer: entry.peer,
+            });
+        }
+    }
+
+    fn on_io(&mut self, io: LinkIo) {
+        match io {
+            LinkIo::Message { link, data } => {
+                if self.links.contains_key(&link) {
+                    self.feed(Input::Message { link, data: &data });
+                }
+            }
+            LinkIo::Closed { link } => {
+                if self.links.contains_key(&link) {
+                    self.feed(Input::LinkClosed { link });
+                    self.remove_link(link);
+                }
+            }
+            LinkIo::PieceSent { link } => self.feed(Input::PieceSent { link }),
+        }
+    }
+
+    fn bytes_done(&self) -> u64 {
+        match self.swarm.manifest() {
+            Some(m) => have_bytes(m.layout(), self.swarm.have()),
+            None => 0,
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let Some(transfer) = self.spec.transfer else {
+            return;
+        };
+        let now = Instant::now();
+        self.rate_window.push_back((now, self.fetched_bytes));
+        while self
+            .rate_window
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_millis(1100))
+        {
+            self.rate_window.pop_front();
+        }
+        let rate = match (self.rate_window.front(), self.rate_window.back()) {
+            (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => {
+                (b1 - b0) as f64 / t1.duration_since(*t0).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let len_bytes = self
+            .swarm
+            .manifest()
+            .map(|m| m.layout().len_bytes())
+            .unwrap_or(self.len_bytes);
+        let _ = self
+            .spec
+            .events
+            .try_send(NodeEvent::DownloadProgress(DownloadProgress {
+                transfer,
+                info_hash: self.spec.info_hash,
+                name: self.name.clone(),
+                bytes_done: self.bytes_done(),
+                len_bytes,
+                rate_bytes_per_sec: rate,
+                peers: self.links.len(),
+            }));
+        if self.resume_dirty && now.duration_since(self.last_resume_save) >= RESUME_INTERVAL {
+            self.save_resume();
+        }
+    }
+
+    fn save_resume(&mut self) {
+        if let Store::Part(Some(part)) = &mut self.store {
+            match part.save_resume() {
+                Ok(()) => self.resume_dirty = false,
+                Err(e) => warn!(error = %e, "cannot save the resume file"),
+            }
+        }
+        self.last_resume_save = Instant::now();
+    }
+
+    async fn finish(mut self, outcome: Outcome) {
+        let ids: Vec<LinkId> = self.links.keys().copied().collect();
+        for id in ids {
+            self.remove_link(id);
+        }
+        let info_hash = self.spec.info_hash;
+        let mut error = None;
+        match (outcome, self.spec.transfer) {
+            (Outcome::Completed, Some(transfer)) => {
+                let part = match std::mem::replace(&mut self.store, Store::Part(None)) {
+                    Store::Part(Some(part)) => Some(part),
+                    _ => None,
+                };
+                let finished = match part {
+                    Some(part) => tokio::task::spawn_blocking(move || part.finish())
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| describe(&e))),
+                    None => Err("download finished without a file".into()),
+                };
+                match finished {
+                    Ok(path) => {
+                        info!(%transfer, path = %path.display(), "download complete");
+                        let mut per_peer: Vec<(NodeId, u64)> = self.per_peer.drain().collect();
+                        per_peer.sort();
+                        let summary = TransferSummary {
+                            resumed_bytes: self.resumed_bytes,
+                            fetched_bytes: self.fetched_bytes,
+                            per_peer_bytes: per_peer,
+                            elapsed: self.started.elapsed(),
+                        };
+                        let _ = self
+                            .spec
+                            .events
+                            .send(NodeEvent::Completed {
+                                transfer,
+                                info_hash,
+                                path,
+                                summary,
+                            })
+                            .await;
+                    }
+                    Err(reason) => {
+                        error = Some(reason.clone());
+                        let _ = self
+                            .spec
+                            .events
+                            .send(NodeEvent::Failed {
+                                transfer,
+                                info_hash,
+                                reason,
+                            })
+                            .await;
+                    }
+                }
+            }
+            (Outcome::Failed(reason), Some(transfer)) => {
+                self.save_resume();
+                error = Some(reason.clone());
+                let _ = self
+                    .spec
+                    .events
+                    .send(NodeEvent::Failed {
+                        transfer,
+                        info_hash,
+                        reason,
+                    })
+                    .await;
+            }
+            (Outcome::Stopped, Some(_)) => self.save_resume(),
+            (Outcome::Failed(reason), None) => error = Some(reason),
+            (Outcome::Completed | Outcome::Stopped, None) => {}
+        }
+        let _ = self
+            .spec
+            .internal
+            .send(Internal::SwarmEnded(SwarmEnded {
+                info_hash,
+                transfer: self.spec.transfer,
+                error,
+            }))
+            .await;
+    }
+}

@@ -1,0 +1,129 @@
+//! Two nodes in one process over a real signaling server (`serve` on 127.0.0.1:0) and real
+//! webrtc on loopback. Properties asserted:
+//! - a shared file appears in the other node's list and search, with its category;
+//! - a download completes with identical bytes, reports the connection type (host), progress
+//!   and a summary, and leaves no `.part` or resume file behind;
+//! - downloading an unknown info hash fails with `UnknownInfoHash`;
+//! - unsharing removes the file from the index.
+
+use std::time::Duration;
+
+use shoal_node::{
+    CandidateType, Category, ConnectionState, Node, NodeConfig, NodeError, NodeEvent, NodeHandle,
+    RtcConfig,
+};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn node(url: &str, dir: &std::path::Path) -> (NodeHandle, mpsc::Receiver<NodeEvent>) {
+    let config = NodeConfig {
+        server_url: url.to_owned(),
+        rtc: RtcConfig::loopback(),
+        download_dir: dir.to_owned(),
+        ..NodeConfig::default()
+    };
+    let (handle, mut events) = Node::spawn(config);
+    next(&mut events, |e| {
+        matches!(e, NodeEvent::Connection(ConnectionState::Connected { .. }))
+    })
+    .await;
+    (handle, events)
+}
+
+/// The first event matching `pred`, skipping others; panics after [`WAIT`].
+async fn next(
+    events: &mut mpsc::Receiver<NodeEvent>,
+    mut pred: impl FnMut(&NodeEvent) -> bool,
+) -> NodeEvent {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let e = events.recv().await.expect("node running");
+            if pred(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_list_download_unshare() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = shoal_signal::serve(listener, shoal_signal::Config::default()).expect("serve");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("holiday clip.mp4");
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i * 7 + i / 1000) as u8)
+        .collect();
+    std::fs::write(&source, &data).expect("write source");
+
+    let (seeder, mut seeder_events) = node(&url, dir.path()).await;
+    let downloads = dir.path().join("downloads");
+    let (viewer, mut viewer_events) = node(&url, &downloads).await;
+
+    let shared = seeder.share(source.clone()).await.expect("share");
+    assert_eq!(shared.name, "holiday clip.mp4");
+    assert_eq!(shared.category, Category::Video);
+    assert_eq!(shared.size, data.len() as u64);
+    next(&mut seeder_events, |e| matches!(e, NodeEvent::Shared(_))).await;
+
+    let listed = viewer.list(Some(Category::Video)).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].info_hash, shared.info_hash);
+    let found = viewer.search("HOLIDAY", None).await.expect("search");
+    assert_eq!(found.len(), 1);
+
+    let transfer = viewer
+        .download(shared.info_hash, None)
+        .await
+        .expect("download starts");
+    let connected = next(&mut viewer_events, |e| {
+        matches!(e, NodeEvent::PeerConnected { .. })
+    })
+    .await;
+    if let NodeEvent::PeerConnected {
+        candidate_type,
+        transfer: t,
+        ..
+    } = connected
+    {
+        assert_eq!(candidate_type, CandidateType::Host);
+        assert_eq!(t, Some(transfer));
+    }
+    let done = next(&mut viewer_events, |e| {
+        matches!(e, NodeEvent::Completed { .. } | NodeEvent::Failed { .. })
+    })
+    .await;
+    let NodeEvent::Completed { path, summary, .. } = done else {
+        panic!("download failed: {done:?}");
+    };
+    assert_eq!(std::fs::read(&path).expect("read download"), data);
+    assert_eq!(path, downloads.join("holiday clip.mp4"));
+    assert_eq!(summary.fetched_bytes, data.len() as u64);
+    let leftovers: Vec<_> = std::fs::read_dir(&downloads)
+        .expect("list downloads")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+
+    let unknown = viewer
+        .download("00".repeat(32).parse().expect("hash"), None)
+        .await;
+    assert!(
+        matches!(unknown, Err(NodeError::UnknownInfoHash { .. })),
+        "{unknown:?}"
+    );
+
+    seeder.unshare(shared.info_hash).await.expect("unshare");
+    next(&mut viewer_events, |e| matches!(e, NodeEvent::IndexChanged)).await;
+    assert!(viewer.list(None).await.expect("list").is_empty());
+
+    seeder.shutdown().await;
+    viewer.shutdown().await;
+    server.shutdown().await;
+}

