@@ -58,6 +58,16 @@ impl TestPeer {
     /// Connects to `url`, announces `files` and serves them until dropped. Returns once the
     /// server confirmed the announcement.
     pub async fn start(url: &str, files: Vec<PeerFile>) -> Self {
+        Self::start_with(url, files, true).await
+    }
+
+    /// Like [`TestPeer::start`], but the peer never answers an offer: a holder that is online
+    /// on the signaling server and unreachable for peer connections.
+    pub async fn start_mute(url: &str, files: Vec<PeerFile>) -> Self {
+        Self::start_with(url, files, false).await
+    }
+
+    async fn start_with(url: &str, files: Vec<PeerFile>, answer: bool) -> Self {
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         let send = |m: &ClientToServer| Message::text(serde_json::to_string(m).unwrap());
         ws.send(send(&ClientToServer::Hello {
@@ -105,7 +115,14 @@ impl TestPeer {
                 other => panic!("signaling ended: {other:?}"),
             }
         }
-        let task = tokio::spawn(serve(ws, Arc::new(by_hash)));
+        let task = if answer {
+            tokio::spawn(serve(ws, Arc::new(by_hash)))
+        } else {
+            tokio::spawn(async move {
+                let mut ws = ws;
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+        };
         Self { task, info_hashes }
     }
 }

@@ -283,6 +283,89 @@ fn clear_errors_for_unknown_content() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_source_failing_is_an_error() {
+    let server = SignalServer::start();
+    let mute = TestPeer::start_mute(
+        &server.url,
+        vec![PeerFile {
+            name: "unreachable.mp4".into(),
+            data: vec![7u8; 100_000].into(),
+            corrupt_pieces: Vec::new(),
+        }],
+    )
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    let url = server.url.clone();
+    let hash = mute.info_hashes[0].to_string();
+    let dir = out.path().display().to_string();
+    let (ok, _, stderr) = tokio::task::spawn_blocking(move || {
+        shoal(
+            &url,
+            &["get", &hash, "--out", &dir, "--connect-timeout", "2s"],
+        )
+        .finish()
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("every source of") && l.contains("failed")),
+        "{stderr:#?}"
+    );
+    drop(mute);
+}
+
+/// A tmpfs of `bytes` mounted on a fresh folder, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(bytes: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI runs as root)"
+        );
+        Self { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error() {
+    let media = corpus();
+    let server = SignalServer::start();
+    let (_seeder, hashes) = seed(&server.url, &[&media.mpg]);
+    let disk = SmallDisk::new(1 << 20); // the video is 4.4 MiB
+    let (ok, _, stderr) = get(&server.url, &hashes[0], disk.dir.path()).finish();
+    assert!(!ok);
+    assert!(
+        stderr.iter().any(|l| l.contains("not enough disk space")),
+        "{stderr:#?}"
+    );
+    assert!(
+        tree(disk.dir.path()).is_empty(),
+        "{:?}",
+        tree(disk.dir.path())
+    );
+}
+
 #[test]
 fn unreachable_signaling_server_is_reported() {
     // A port nothing listens on: bind, read the port, close.

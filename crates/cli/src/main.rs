@@ -58,6 +58,9 @@ struct NetArgs {
     /// Peer connections per holder; two run about twice as fast as one on fast paths.
     #[arg(long, global = true, default_value_t = 2, value_name = "N")]
     connections_per_peer: usize,
+    /// How long to wait for a peer connection to open before trying elsewhere (e.g. 20s).
+    #[arg(long, global = true, default_value = "20s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +174,7 @@ fn node_config(net: &NetArgs) -> NodeConfig {
         server_url: net.server.clone(),
         rtc,
         connections_per_peer: net.connections_per_peer.max(1),
+        connect_timeout: net.connect_timeout,
         agent: format!("shoal-cli/{}", env!("CARGO_PKG_VERSION")),
         ..NodeConfig::default()
     }
