@@ -264,6 +264,26 @@ async fn hostile_names_stay_inside_the_output_folder() {
 }
 
 #[test]
+fn a_seeder_stops_serving_a_file_that_changed() {
+    let media = corpus();
+    let server = SignalServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("changing.mp4");
+    std::fs::copy(&media.mp4, &copy).unwrap();
+    let (mut seeder, hashes) = seed(&server.url, &[&copy]);
+    // The user edits the file after sharing it.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&copy).unwrap();
+    std::io::Write::write_all(&mut file, b"edited").unwrap();
+    drop(file);
+    let out = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = get(&server.url, &hashes[0], out.path()).finish();
+    assert!(!ok, "a changed file must not be served: {stderr:#?}");
+    let line = seeder.wait_line(|l| l.contains("stopped sharing"));
+    assert!(line.contains("changed since it was shared"), "{line}");
+    assert!(tree(out.path()).iter().all(|p| !p.ends_with(".mp4")));
+}
+
+#[test]
 fn clear_errors_for_unknown_content() {
     let server = SignalServer::start();
     let out = tempfile::tempdir().unwrap();
