@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::events::{ConnectionState, NodeEvent, SharedFile, TransferId};
+use crate::media::MediaServer;
 use crate::signaling::{self, SignalingEvent};
 use crate::swarm_task::{self, Store, SwarmCommand, SwarmEnded, SwarmSpec};
 use crate::{Command, NodeConfig, NodeError};
@@ -116,6 +117,10 @@ struct Actor {
     downloads: HashMap<TransferId, Download>,
     /// Remote signals for peer connections being set up, by connection id.
     connecting: HashMap<ConnectionId, mpsc::Sender<Signal>>,
+    /// Finished downloads of this node's life, for the media server.
+    completed: HashMap<InfoHash, PathBuf>,
+    /// Started on first use.
+    media: Option<MediaServer>,
 }
 
 pub(crate) async fn run(
@@ -146,6 +151,8 @@ pub(crate) async fn run(
         next_transfer: 1,
         downloads: HashMap::new(),
         connecting: HashMap::new(),
+        completed: HashMap::new(),
+        media: None,
     };
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -269,6 +276,9 @@ impl Actor {
             }
             Command::NodeId { reply } => {
                 let _ = reply.send(self.node_id);
+            }
+            Command::MediaUrl { path, reply } => {
+                let _ = reply.send(self.media_url(path).await);
             }
             Command::Shutdown { reply } => {
                 self.shutdown().await;
@@ -919,10 +929,33 @@ impl Actor {
         }
     }
 
+    async fn media_url(&mut self, path: PathBuf) -> Result<String, NodeError> {
+        let info_hash = self
+            .shares
+            .values()
+            .find(|s| s.file.path == path)
+            .map(|s| s.file.info_hash)
+            .or_else(|| {
+                self.completed
+                    .iter()
+                    .find(|(_, p)| **p == path)
+                    .map(|(h, _)| *h)
+            })
+            .ok_or_else(|| NodeError::NotPlayable { path: path.clone() })?;
+        if self.media.is_none() {
+            self.media = Some(MediaServer::start().await.map_err(NodeError::MediaServer)?);
+        }
+        let media = self.media.as_ref().ok_or(NodeError::Stopped)?;
+        Ok(media.register(info_hash, path))
+    }
+
     async fn on_swarm_ended(&mut self, ended: SwarmEnded) {
         match ended.transfer {
             Some(transfer) => {
                 self.downloads.remove(&transfer);
+                if let Some(path) = ended.path {
+                    self.completed.insert(ended.info_hash, path);
+                }
             }
             None => {
                 if let Some(reason) = ended.error

@@ -72,6 +72,15 @@ pub enum NodeError {
     /// The transfer was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The path is neither shared by this node nor one of its finished downloads.
+    #[error("{} is not a shared or downloaded file", path.display())]
+    NotPlayable {
+        /// The path asked for.
+        path: std::path::PathBuf,
+    },
+    /// The loopback media server could not start.
+    #[error("cannot start the media server: {0}")]
+    MediaServer(std::io::Error),
 }
 
 impl NodeError {

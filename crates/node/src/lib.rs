@@ -15,6 +15,7 @@
 mod actor;
 mod error;
 mod events;
+mod media;
 mod signaling;
 mod swarm_task;
 
@@ -123,6 +124,10 @@ pub(crate) enum Command {
     },
     NodeId {
         reply: oneshot::Sender<Option<NodeId>>,
+    },
+    MediaUrl {
+        path: PathBuf,
+        reply: oneshot::Sender<Result<String, NodeError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -282,6 +287,16 @@ impl NodeHandle {
     /// [`NodeError::Stopped`].
     pub async fn node_id(&self) -> Result<Option<NodeId>, NodeError> {
         self.ask(|reply| Command::NodeId { reply }).await
+    }
+
+    /// A loopback URL that serves `path` with HTTP Range support for the app's player:
+    /// `http://127.0.0.1:<port>/<random token>/<info hash>/<name>`. Only this node's shares
+    /// and finished downloads can be served.
+    ///
+    /// # Errors
+    /// [`NodeError::NotPlayable`] for any other path; an I/O error if the server cannot start.
+    pub async fn media_url(&self, path: PathBuf) -> Result<String, NodeError> {
+        self.ask(|reply| Command::MediaUrl { path, reply }).await?
     }
 
     /// Stops the node: saves download state, closes peer connections and the signaling

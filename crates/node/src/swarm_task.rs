@@ -59,6 +59,8 @@ pub(crate) struct SwarmEnded {
     pub(crate) transfer: Option<TransferId>,
     /// Why a share stopped on its own, or a download failed.
     pub(crate) error: Option<String>,
+    /// The finished file of a completed download.
+    pub(crate) path: Option<PathBuf>,
 }
 
 enum LinkIo {
@@ -203,6 +205,7 @@ async fn fail_early(spec: SwarmSpec, reason: String) {
             info_hash: spec.info_hash,
             transfer: spec.transfer,
             error: Some(reason),
+            path: None,
         }))
         .await;
 }
@@ -574,6 +577,7 @@ impl Driver {
         }
         let info_hash = self.spec.info_hash;
         let mut error = None;
+        let mut finished_path = None;
         match (outcome, self.spec.transfer) {
             (Outcome::Completed, Some(transfer)) => {
                 let part = match std::mem::replace(&mut self.store, Store::Part(None)) {
@@ -590,6 +594,7 @@ impl Driver {
                 match finished {
                     Ok(path) => {
                         info!(%transfer, path = %path.display(), "download complete");
+                        finished_path = Some(path.clone());
                         let mut per_peer: Vec<(NodeId, u64)> = self.per_peer.drain().collect();
                         per_peer.sort();
                         let summary = TransferSummary {
@@ -647,6 +652,7 @@ impl Driver {
                 info_hash,
                 transfer: self.spec.transfer,
                 error,
+                path: finished_path,
             }))
             .await;
     }

@@ -4,6 +4,8 @@
 //! - a download completes with identical bytes, reports the connection type (host), progress
 //!   and a summary, and leaves no `.part` or resume file behind;
 //! - downloading an unknown info hash fails with `UnknownInfoHash`;
+//! - the media server serves a finished download with HTTP Range (206 and the right bytes),
+//!   refuses a wrong token, and serves nothing that is neither shared nor downloaded;
 //! - unsharing removes the file from the index.
 
 use std::time::Duration;
@@ -15,6 +17,27 @@ use shoal_node::{
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// A minimal HTTP/1.1 GET over a raw socket: (status line, body).
+async fn http_get(url: &str, range: Option<&str>) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').expect("path"));
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{range}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers end");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, response[split + 4..].to_vec())
+}
 
 async fn node(url: &str, dir: &std::path::Path) -> (NodeHandle, mpsc::Receiver<NodeEvent>) {
     let config = NodeConfig {
@@ -110,6 +133,27 @@ async fn share_list_download_unshare() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+
+    let url = viewer.media_url(path.clone()).await.expect("media url");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let (status, body) = http_get(&url, Some("bytes=1000-1999")).await;
+    assert!(status.contains("206"), "{status}");
+    assert_eq!(body, &data[1000..2000]);
+    let (status, body) = http_get(&url, None).await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body.len(), data.len());
+    let mut parts: Vec<&str> = url.splitn(5, '/').collect();
+    parts[3] = "00000000000000000000000000000000";
+    let (status, _) = http_get(&parts.join("/"), None).await;
+    assert!(
+        status.contains("404"),
+        "wrong token must not serve: {status}"
+    );
+    let refused = viewer.media_url(dir.path().join("elsewhere.mp4")).await;
+    assert!(
+        matches!(refused, Err(NodeError::NotPlayable { .. })),
+        "{refused:?}"
+    );
 
     let unknown = viewer
         .download("00".repeat(32).parse().expect("hash"), None)
