@@ -34,3 +34,21 @@ if ! command -v cargo >/dev/null; then
   # shellcheck disable=SC1091
   . "$HOME/.cargo/env"
 fi
+
+# Node.js and npm for the UI's type check (Debian's, if none is installed).
+if ! command -v npm >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
+# WebDriver for the desktop app's end-to-end tests (tauri-driver drives WebKitWebDriver).
+if ! command -v tauri-driver >/dev/null && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+  echo "installing tauri-driver" >&2
+  cargo install tauri-driver --locked --quiet
+fi
+
+# The UI's type check (tsc) and nothing else from npm.
+if [ -f ui/package.json ] && [ ! -d ui/node_modules ]; then
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+fi

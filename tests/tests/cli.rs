@@ -272,7 +272,10 @@ fn a_seeder_stops_serving_a_file_that_changed() {
     std::fs::copy(&media.mp4, &copy).unwrap();
     let (mut seeder, hashes) = seed(&server.url, &[&copy]);
     // The user edits the file after sharing it.
-    let mut file = std::fs::OpenOptions::new().append(true).open(&copy).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&copy)
+        .unwrap();
     std::io::Write::write_all(&mut file, b"edited").unwrap();
     drop(file);
     let out = tempfile::tempdir().unwrap();

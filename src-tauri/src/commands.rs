@@ -1,0 +1,175 @@
+//! Tauri commands: each is one call on the node or the app core (docs/app-ipc.md).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use shoal_node::{Category, InfoHash};
+use tauri::ipc::Channel;
+use tauri::{AppHandle, Manager, State};
+use tauri_plugin_opener::OpenerExt;
+
+use crate::core::{AppCore, transfer_id};
+use crate::dto::{AppState, NetworkFile, UiError, UiEvent};
+use crate::settings::Settings;
+
+type Core<'a> = State<'a, Arc<AppCore>>;
+
+fn info_hash(text: &str) -> Result<InfoHash, UiError> {
+    text.parse()
+        .map_err(|e| UiError::new("unknown_content", format!("Not an info hash: {e}")))
+}
+
+fn category(text: Option<String>) -> Result<Option<Category>, UiError> {
+    text.map(|c| c.parse().map_err(|e: String| UiError::new("internal", e)))
+        .transpose()
+}
+
+fn known_path(core: &AppCore, path: PathBuf) -> Result<PathBuf, UiError> {
+    if core.is_known_path(&path) {
+        Ok(path)
+    } else {
+        Err(UiError::new(
+            "file",
+            "Only shared or downloaded files can be opened",
+        ))
+    }
+}
+
+/// A snapshot of everything the UI shows. The first call marks the window interactive.
+#[tauri::command]
+pub fn app_state(core: Core<'_>) -> AppState {
+    static FIRST: std::sync::Once = std::sync::Once::new();
+    FIRST.call_once(|| {
+        tracing::info!(
+            startup_ms = crate::since_start_ms() as u64,
+            "window interactive"
+        );
+    });
+    core.snapshot()
+}
+
+/// Starts the event stream.
+#[tauri::command]
+pub fn subscribe(core: Core<'_>, on_event: Channel<UiEvent>) {
+    core.subscribe(on_event);
+}
+
+/// Shares files (the drop handler and the dialog end here).
+#[tauri::command]
+pub fn share_paths(core: Core<'_>, paths: Vec<PathBuf>) {
+    core.share_paths(paths);
+}
+
+/// Opens the native file dialog and shares what was picked.
+#[tauri::command]
+pub async fn pick_and_share(app: AppHandle, core: Core<'_>) -> Result<(), UiError> {
+    let picked = pick(&app, false).await?;
+    core.share_paths(picked);
+    Ok(())
+}
+
+/// Picks a download folder.
+#[tauri::command]
+pub async fn pick_folder(app: AppHandle) -> Result<Option<PathBuf>, UiError> {
+    Ok(pick(&app, true).await?.into_iter().next())
+}
+
+/// Runs an rfd (GTK) dialog on the main thread, where GTK lives.
+async fn pick(app: &AppHandle, folder: bool) -> Result<Vec<PathBuf>, UiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let window = app.get_webview_window("main");
+    app.run_on_main_thread(move || {
+        let mut dialog = rfd::FileDialog::new();
+        if let Some(window) = &window {
+            dialog = dialog.set_parent(window);
+        }
+        let picked = if folder {
+            dialog
+                .set_title("Download folder")
+                .pick_folder()
+                .map(|p| vec![p])
+        } else {
+            dialog.set_title("Share files").pick_files()
+        };
+        let _ = tx.send(picked.unwrap_or_default());
+    })
+    .map_err(|e| UiError::new("dialog", format!("Cannot open the file dialog: {e}")))?;
+    rx.await
+        .map_err(|_| UiError::new("dialog", "The file dialog closed unexpectedly"))
+}
+
+/// Stops sharing a file.
+#[tauri::command]
+pub async fn unshare(core: Core<'_>, info_hash: String) -> Result<(), UiError> {
+    core.unshare(self::info_hash(&info_hash)?).await
+}
+
+/// The network's files.
+#[tauri::command]
+pub async fn list_files(
+    core: Core<'_>,
+    category: Option<String>,
+) -> Result<Vec<NetworkFile>, UiError> {
+    let node = core.node();
+    let me = node.node_id().await?;
+    let files = node.list(self::category(category)?).await?;
+    Ok(files.into_iter().map(|f| NetworkFile::new(f, me)).collect())
+}
+
+/// Search by name.
+#[tauri::command]
+pub async fn search_files(
+    core: Core<'_>,
+    query: String,
+    category: Option<String>,
+) -> Result<Vec<NetworkFile>, UiError> {
+    let node = core.node();
+    let me = node.node_id().await?;
+    let files = node.search(&query, self::category(category)?).await?;
+    Ok(files.into_iter().map(|f| NetworkFile::new(f, me)).collect())
+}
+
+/// Starts a download into the configured folder.
+#[tauri::command]
+pub async fn download(core: Core<'_>, info_hash: String) -> Result<u64, UiError> {
+    let dir = core.settings().download_dir;
+    Ok(core
+        .node()
+        .download(self::info_hash(&info_hash)?, Some(dir))
+        .await?
+        .0)
+}
+
+/// Cancels a download (its .part file stays for a resume).
+#[tauri::command]
+pub async fn cancel(core: Core<'_>, transfer: u64) -> Result<(), UiError> {
+    Ok(core.node().cancel(transfer_id(transfer)).await?)
+}
+
+/// Opens a shared or downloaded file in its default application.
+#[tauri::command]
+pub fn open_file(app: AppHandle, core: Core<'_>, path: PathBuf) -> Result<(), UiError> {
+    app.opener()
+        .open_path(known_path(&core, path)?.to_string_lossy(), None::<&str>)
+        .map_err(|e| UiError::new("file", format!("Cannot open the file: {e}")))
+}
+
+/// Shows a shared or downloaded file in the file manager.
+#[tauri::command]
+pub fn show_in_folder(app: AppHandle, core: Core<'_>, path: PathBuf) -> Result<(), UiError> {
+    app.opener()
+        .reveal_item_in_dir(known_path(&core, path)?)
+        .map_err(|e| UiError::new("file", format!("Cannot show the folder: {e}")))
+}
+
+/// A loopback URL with HTTP Range support for the in-app player.
+#[tauri::command]
+pub async fn media_url(core: Core<'_>, path: PathBuf) -> Result<String, UiError> {
+    Ok(core.node().media_url(path).await?)
+}
+
+/// Saves and applies settings.
+#[tauri::command]
+pub async fn save_settings(core: Core<'_>, settings: Settings) -> Result<AppState, UiError> {
+    core.inner().clone().apply_settings(settings).await
+}

@@ -1,0 +1,393 @@
+//! JSON shapes at the UI boundary (docs/app-ipc.md). Core types stay in the node; these are
+//! what the webview sees, in camelCase.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use shoal_node::{
+    Category, ConnectionState, IndexedFile, NodeError, NodeId, SharedFile, TransferId,
+};
+
+use crate::settings::{Settings, SettingsError};
+
+/// `Connection` in docs/app-ipc.md.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum Connection {
+    /// Opening the WebSocket.
+    Connecting {
+        /// Server URL.
+        url: String,
+    },
+    /// Connected.
+    #[serde(rename_all = "camelCase")]
+    Connected {
+        /// Server URL.
+        url: String,
+        /// Full node id.
+        node_id: String,
+        /// First 8 hex digits.
+        short_id: String,
+    },
+    /// Lost; retrying.
+    #[serde(rename_all = "camelCase")]
+    Disconnected {
+        /// Server URL.
+        url: String,
+        /// Why, in words.
+        reason: String,
+        /// Seconds until the next attempt.
+        retry_in_secs: u64,
+    },
+}
+
+impl From<ConnectionState> for Connection {
+    fn from(state: ConnectionState) -> Self {
+        match state {
+            ConnectionState::Connecting { url } => Self::Connecting { url },
+            ConnectionState::Connected { url, node_id } => Self::Connected {
+                url,
+                node_id: node_id.to_string(),
+                short_id: node_id.short(),
+            },
+            ConnectionState::Disconnected {
+                url,
+                reason,
+                retry_in,
+            } => Self::Disconnected {
+                url,
+                reason,
+                retry_in_secs: retry_in.as_secs(),
+            },
+        }
+    }
+}
+
+/// `Share`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Share {
+    /// Content id, hex.
+    pub info_hash: String,
+    /// File name.
+    pub name: String,
+    /// Original path.
+    pub path: PathBuf,
+    /// Bytes.
+    pub size: u64,
+    /// MIME type.
+    pub mime: String,
+    /// Category.
+    pub category: Category,
+}
+
+impl From<&SharedFile> for Share {
+    fn from(s: &SharedFile) -> Self {
+        Self {
+            info_hash: s.info_hash.to_string(),
+            name: s.name.clone(),
+            path: s.path.clone(),
+            size: s.size,
+            mime: s.mime.clone(),
+            category: s.category,
+        }
+    }
+}
+
+/// `Hashing`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hashing {
+    /// The file.
+    pub path: PathBuf,
+    /// Its name.
+    pub name: String,
+    /// Bytes hashed.
+    pub bytes_done: u64,
+    /// File length.
+    pub len_bytes: u64,
+}
+
+/// `NetworkFile`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkFile {
+    /// Content id, hex.
+    pub info_hash: String,
+    /// Name.
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// MIME type.
+    pub mime: String,
+    /// Category.
+    pub category: Category,
+    /// Number of holders.
+    pub holders: usize,
+    /// Whether this node is one of them.
+    pub mine: bool,
+}
+
+impl NetworkFile {
+    /// From an index entry, knowing this node's id.
+    pub fn new(file: IndexedFile, me: Option<NodeId>) -> Self {
+        Self {
+            info_hash: file.info_hash.to_string(),
+            mine: me.is_some_and(|me| file.holders.contains(&me)),
+            holders: file.holders.len(),
+            name: file.name,
+            size: file.size,
+            mime: file.mime,
+            category: file.category,
+        }
+    }
+}
+
+/// `PeerInfo`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+    /// Short node id.
+    pub peer: String,
+    /// host, srflx, prflx, relay or unknown.
+    pub candidate_type: String,
+}
+
+/// `Transfer` state.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum TransferState {
+    /// Downloading.
+    Running,
+    /// Done; `path` is set.
+    Completed,
+    /// Failed; `error` says why.
+    Failed,
+    /// Cancelled by the user.
+    Cancelled,
+}
+
+/// `Transfer`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transfer {
+    /// Id.
+    pub id: u64,
+    /// Content id, hex.
+    pub info_hash: String,
+    /// File name.
+    pub name: String,
+    /// State.
+    pub state: TransferState,
+    /// Bytes verified.
+    pub bytes_done: u64,
+    /// File length.
+    pub len_bytes: u64,
+    /// Bytes per second over the last second.
+    pub rate_bytes_per_sec: f64,
+    /// Seconds left at the current rate.
+    pub eta_secs: Option<u64>,
+    /// Peers and how each is reached.
+    pub peers: Vec<PeerInfo>,
+    /// The finished file.
+    pub path: Option<PathBuf>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Category (from the name).
+    pub category: Category,
+    /// MIME type (from the name).
+    pub mime: String,
+}
+
+impl Transfer {
+    /// A transfer that just started.
+    pub fn new(id: TransferId, info_hash: String, name: String, len_bytes: u64) -> Self {
+        let mime = mime_guess::from_path(&name)
+            .first_raw()
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        Self {
+            id: id.0,
+            info_hash,
+            category: Category::from_mime(&mime),
+            mime,
+            name,
+            state: TransferState::Running,
+            bytes_done: 0,
+            len_bytes,
+            rate_bytes_per_sec: 0.0,
+            eta_secs: None,
+            peers: Vec::new(),
+            path: None,
+            error: None,
+        }
+    }
+}
+
+/// `LogEntry`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// info, warn or error.
+    pub level: &'static str,
+    /// A sentence.
+    pub message: String,
+}
+
+impl LogEntry {
+    /// An entry stamped now.
+    pub fn new(level: &'static str, message: impl Into<String>) -> Self {
+        let time_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Self {
+            time_ms,
+            level,
+            message: message.into(),
+        }
+    }
+}
+
+/// `AppState["hosting"]`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostingInfo {
+    /// `0.0.0.0:<port>`.
+    pub listening: String,
+    /// `ws://<LAN address>:<port>` for others.
+    pub share_urls: Vec<String>,
+}
+
+/// `AppState`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppState {
+    /// Settings.
+    pub settings: Settings,
+    /// Signaling connection.
+    pub connection: Connection,
+    /// Hosting, if on.
+    pub hosting: Option<HostingInfo>,
+    /// Shares.
+    pub shares: Vec<Share>,
+    /// Files being hashed.
+    pub hashing: Vec<Hashing>,
+    /// Transfers, newest first.
+    pub transfers: Vec<Transfer>,
+    /// Log, oldest first.
+    pub log: Vec<LogEntry>,
+}
+
+/// `UiEvent`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum UiEvent {
+    /// Signaling connection changed.
+    Connection {
+        /// New state.
+        connection: Connection,
+    },
+    /// Hosting changed.
+    Hosting {
+        /// New state.
+        hosting: Option<HostingInfo>,
+    },
+    /// Hashing progress.
+    Hashing {
+        /// Progress.
+        hashing: Hashing,
+    },
+    /// A file is shared.
+    Shared {
+        /// It.
+        share: Share,
+    },
+    /// A share ended.
+    #[serde(rename_all = "camelCase")]
+    Unshared {
+        /// Content id, hex.
+        info_hash: String,
+        /// Why, if it ended on its own.
+        reason: Option<String>,
+        /// The file, when sharing failed before it had an info hash.
+        path: Option<PathBuf>,
+    },
+    /// The network's index changed.
+    IndexChanged,
+    /// A transfer changed.
+    Transfer {
+        /// It.
+        transfer: Transfer,
+    },
+    /// A log line.
+    Log {
+        /// It.
+        entry: LogEntry,
+    },
+    /// Settings changed.
+    Settings {
+        /// They.
+        settings: Settings,
+    },
+}
+
+/// `{ code, message }` for rejected commands.
+#[derive(Debug, Clone, Serialize)]
+pub struct UiError {
+    /// Machine-readable code (docs/app-ipc.md).
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl UiError {
+    /// An error with a code and message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<NodeError> for UiError {
+    fn from(e: NodeError) -> Self {
+        let code = match &e {
+            NodeError::NotConnected { .. } | NodeError::Stopped => "not_connected",
+            NodeError::Timeout { .. } => "timeout",
+            NodeError::Server { .. } | NodeError::Unexpected(_) => "server_refused",
+            NodeError::UnknownInfoHash { .. } => "unknown_content",
+            NodeError::NoHolders { .. } | NodeError::SourcesFailed { .. } => "no_holders",
+            NodeError::NotShared { .. } => "not_shared",
+            NodeError::AlreadyDownloading { .. } => "already_downloading",
+            NodeError::UnknownTransfer(_) => "unknown_transfer",
+            NodeError::Storage(_) | NodeError::NotPlayable { .. } => "file",
+            _ => "internal",
+        };
+        let message = match &e {
+            NodeError::NotConnected { url } => {
+                format!(
+                    "Not connected to the signaling server ({url}). Check the address in Settings."
+                )
+            }
+            other => {
+                let text = other.to_string();
+                let mut chars = text.chars();
+                match chars.next() {
+                    Some(first) => first.to_uppercase().chain(chars).collect(),
+                    None => text,
+                }
+            }
+        };
+        Self { code, message }
+    }
+}
+
+impl From<SettingsError> for UiError {
+    fn from(e: SettingsError) -> Self {
+        Self::new("settings", e.to_string())
+    }
+}

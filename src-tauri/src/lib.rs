@@ -1,0 +1,70 @@
+//! Thin Tauri 2 shell over the node: commands are one-liners over NodeHandle; events reach the
+//! UI through an ipc::Channel.
+//!
+//! `ui/` is the web UI; `docs/app-ipc.md` is the contract between the two. The app hosts the
+//! bundled signaling server in-process when the host switch is on (the default).
+
+#![deny(missing_docs)]
+
+mod commands;
+mod core;
+mod dto;
+mod hosting;
+mod settings;
+
+pub use settings::{Settings, TurnServer};
+
+/// When `run` started, for the start-up time logged once the UI asks for its first state.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Milliseconds since `run` started.
+pub(crate) fn since_start_ms() -> u128 {
+    STARTED.get().map(|t| t.elapsed().as_millis()).unwrap_or(0)
+}
+
+/// Runs the app until its window closes.
+///
+/// # Panics
+/// When the window system or webview cannot start (nothing to show then).
+pub fn run() {
+    let _ = STARTED.set(std::time::Instant::now());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "error,shoal_app=info,shoal_node=warn,shoal_rtc=warn,shoal_signal=warn",
+                )
+            }),
+        )
+        .init();
+    tauri::Builder::default()
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_notification::init())
+        .setup(|app| {
+            let handle = app.handle().clone();
+            let config_dir = settings::config_dir();
+            let core =
+                tauri::async_runtime::block_on(core::AppCore::start(handle.clone(), config_dir));
+            core::manage(&handle, core);
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::app_state,
+            commands::subscribe,
+            commands::share_paths,
+            commands::pick_and_share,
+            commands::pick_folder,
+            commands::unshare,
+            commands::list_files,
+            commands::search_files,
+            commands::download,
+            commands::cancel,
+            commands::open_file,
+            commands::show_in_folder,
+            commands::media_url,
+            commands::save_settings,
+        ])
+        .run(tauri::generate_context!())
+        .expect("the window system and webview start");
+}

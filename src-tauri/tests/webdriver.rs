@@ -1,0 +1,522 @@
+//! The desktop app end to end, as a user runs it (issue 4): two real app windows under Xvfb,
+//! driven through WebDriver (tauri-driver + WebKitWebDriver). Properties asserted:
+//! - app A hosts the signaling server (the default) and shows the address others enter;
+//! - app B, pointed at that address in Settings (applied without a restart), connects;
+//! - a real MP4 dropped on A's window with a genuine X11 drag and drop is hashed and shared;
+//! - it appears in B's network list; Download completes with the original SHA-256;
+//! - B plays it in the in-app viewer: the `<video>`'s currentTime passes 0.
+//!
+//! Screenshots of every step go to `target/shoal-e2e-screens/`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use shoal_e2e::{bin, corpus, sha256_file};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A child process killed on drop.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An X server on a free display number (`-displayfd` tells which).
+fn xvfb() -> (Kill, String) {
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x800x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Xvfb is installed (scripts/deps.sh)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let display = format!(":{}", line.trim());
+    (Kill(child), display)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tauri_driver() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let installed = home.join(".cargo/bin/tauri-driver");
+    if installed.exists() {
+        return installed;
+    }
+    PathBuf::from("tauri-driver")
+}
+
+/// One app instance: its own X display, config folder and tauri-driver.
+struct App {
+    client: Client,
+    display: String,
+    _driver: Kill,
+    _x: Kill,
+    name: &'static str,
+}
+
+impl App {
+    async fn start(name: &'static str, config_dir: &Path) -> Self {
+        let (x, display) = xvfb();
+        let port = free_port();
+        let native_port = free_port();
+        let driver = Kill(
+            Command::new(tauri_driver())
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--native-port",
+                    &native_port.to_string(),
+                ])
+                .env("DISPLAY", &display)
+                .env("SHOAL_CONFIG_DIR", config_dir)
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("tauri-driver is installed (scripts/deps.sh)"),
+        );
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), "wry".into());
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({ "application": bin("shoal-app") }),
+        );
+        let started = Instant::now();
+        let client = loop {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(started.elapsed() < WAIT, "tauri-driver never answered: {e}");
+                    // tauri-driver is still starting; ask again shortly.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        Self {
+            client,
+            display,
+            _driver: driver,
+            _x: x,
+            name,
+        }
+    }
+
+    async fn screenshot(&self, step: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = bin("shoal-app")
+            .parent()
+            .unwrap()
+            .join("../shoal-e2e-screens");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("app-{}-{step}.png", self.name)), png).unwrap();
+    }
+
+    /// Waits until the element's text satisfies `pred`; returns the text.
+    async fn wait_text(&self, css: &str, pred: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            // textContent: WebKitWebDriver's Get Element Text returns "" for some visible
+            // elements (seen for the header's <code>).
+            let text = self
+                .client
+                .execute(
+                    "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                    vec![serde_json::json!(css)],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
+            if let Some(text) = text
+                && pred(&text)
+            {
+                return text;
+            }
+            if started.elapsed() > WAIT {
+                self.screenshot("failure").await;
+                panic!("{}: {css} never matched", self.name);
+            }
+            // The page updates on its own; look again shortly.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_css(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => element,
+            Err(e) => {
+                self.screenshot("failure").await;
+                panic!(
+                    "{}: no {css}: {e} (screenshot app-{}-failure.png)",
+                    self.name, self.name
+                )
+            }
+        }
+    }
+}
+
+/// Drags `file` from a GTK drag source onto the app's window with xdotool: a real X11 drop.
+fn os_drop(display: &str, file: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drag_source.py");
+    let mut source = Kill(
+        // Debian's python3, which has python3-gi (a pyenv python on PATH may not).
+        Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(file)
+            .env("DISPLAY", display)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3-gi is installed (scripts/deps.sh)"),
+    );
+    let mut line = String::new();
+    BufReader::new(source.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let xdotool = |args: &[&str]| {
+        let out = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", display)
+            .output()
+            .expect("xdotool is installed");
+        assert!(out.status.success(), "xdotool {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let source_window = xdotool(&["search", "--sync", "--name", "shoal-drag-source"]);
+    xdotool(&["windowraise", &source_window]);
+    xdotool(&[
+        "mousemove",
+        "--sync",
+        "--window",
+        &source_window,
+        "60",
+        "40",
+    ]);
+    // X11 drag and drop is a conversation between the source, the target and the server:
+    // each step needs the previous one handled, so the pointer moves at a human pace.
+    let pace = || std::thread::sleep(Duration::from_millis(100));
+    pace();
+    xdotool(&["mousedown", "1"]);
+    for x in [70, 90, 130, 200, 300, 450, 600, 640] {
+        xdotool(&[
+            "mousemove",
+            "--sync",
+            &x.to_string(),
+            &(x / 2 + 100).to_string(),
+        ]);
+        pace();
+    }
+    xdotool(&["mousemove", "--sync", "640", "420"]);
+    pace();
+    pace();
+    xdotool(&["mouseup", "1"]);
+    pace();
+    drop(source);
+}
+
+fn write_settings(dir: &Path, settings: serde_json::Value) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("settings.json"), settings.to_string()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_apps_share_download_and_play_a_video() {
+    let media = corpus();
+    let root = tempfile::tempdir().unwrap();
+    let (config_a, config_b) = (root.path().join("a"), root.path().join("b"));
+    let (downloads_a, downloads_b) = (root.path().join("dl-a"), root.path().join("dl-b"));
+    write_settings(
+        &config_a,
+        serde_json::json!({"host": true, "hostPort": 0, "downloadDir": downloads_a}),
+    );
+    // B starts pointed at nothing: the user types A's address in Settings.
+    write_settings(
+        &config_b,
+        serde_json::json!({"host": false, "serverUrl": "ws://127.0.0.1:9", "downloadDir": downloads_b}),
+    );
+    let a = App::start("a", &config_a).await;
+    let b = App::start("b", &config_b).await;
+
+    // 1. A hosts and shows the address.
+    a.wait_css("#connection[data-state='connected']").await;
+    let address = a
+        .wait_text("#hosting-address", |t| t.contains("ws://"))
+        .await;
+    let address = address
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap_or_else(|| panic!("no ws:// address shown: {address:?}"))
+        .to_owned();
+    a.screenshot("1-hosting").await;
+    b.screenshot("1-start").await;
+
+    // 2. B connects through Settings.
+    b.wait_css("#settings-tab").await.click().await.unwrap();
+    let field = b.wait_css("#settings-server-url").await;
+    field.clear().await.unwrap();
+    field.send_keys(&address).await.unwrap();
+    b.wait_css("#settings-save").await.click().await.unwrap();
+    b.wait_css("#connection[data-state='connected']").await;
+    b.screenshot("2-connected").await;
+
+    // 3. A real drop of the MP4 onto A's window.
+    os_drop(&a.display, &media.mp4);
+    let share = a.wait_css("#my-shares li.share[data-info-hash]").await;
+    let info_hash = share.attr("data-info-hash").await.unwrap().unwrap();
+    assert_eq!(info_hash.len(), 64);
+    a.screenshot("3-shared").await;
+
+    // 4. It shows up on B; download it.
+    let row = format!(".network-file[data-info-hash='{info_hash}']");
+    b.wait_css("#files-tab").await.click().await.unwrap();
+    b.wait_css(&row).await;
+    b.screenshot("4-listed").await;
+    b.wait_css(&format!("{row} button.download"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    let done = format!(".transfer[data-info-hash='{info_hash}'][data-state='completed']");
+    b.wait_css(&done).await;
+    b.screenshot("5-downloaded").await;
+    let got = downloads_b.join("clip.mp4");
+    assert_eq!(sha256_file(&got), sha256_file(&media.mp4));
+
+    // 5. Play it in the viewer.
+    b.wait_css(&format!("{done} button.play"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_css("#viewer-video").await;
+    let started = Instant::now();
+    let current_time = loop {
+        let t = b
+            .client
+            .execute(
+                "const v = document.getElementById('viewer-video');
+                 if (!v) return -1;
+                 v.muted = true;
+                 if (v.paused) { v.play().catch(() => {}); }
+                 return v.error ? -(v.error.code + 1) : v.currentTime;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_f64()
+            .unwrap_or(-1.0);
+        assert!(
+            t > -2.0,
+            "the video failed to load (MediaError {})",
+            -t - 1.0
+        );
+        if t > 0.0 {
+            break t;
+        }
+        assert!(started.elapsed() < WAIT, "the video never started playing");
+        // Playback advances on its own clock; look again shortly.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    b.screenshot("6-playing").await;
+    println!("video playing at currentTime {current_time:.2} s");
+
+    a.client.close().await.unwrap();
+    b.client.close().await.unwrap();
+}
+
+/// User and system CPU ticks (1/100 s) and resident bytes of a process.
+fn cpu_and_rss(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    (ticks, rss)
+}
+
+/// Issue 4's figures: cold start to an interactive window, idle RSS and CPU, and the
+/// app-to-app download rate of 1 GiB next to `shoal get` of the same file in the same run.
+/// Prints; asserts only that things worked.
+/// `cargo test -p shoal-app --test webdriver -- --ignored --nocapture app_figures`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints figures"]
+async fn app_figures() {
+    let root = tempfile::tempdir().unwrap();
+
+    // Cold start and idle cost, the app alone under Xvfb.
+    let config = root.path().join("solo");
+    write_settings(
+        &config,
+        serde_json::json!({"host": true, "hostPort": 0, "downloadDir": root.path().join("dl-solo")}),
+    );
+    let (_x, display) = xvfb();
+    let spawned = Instant::now();
+    let mut app = Kill(
+        Command::new(bin("shoal-app"))
+            .env("DISPLAY", &display)
+            .env("SHOAL_CONFIG_DIR", &config)
+            .env("RUST_LOG", "shoal_app=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = BufReader::new(app.0.stderr.take().unwrap());
+    let mut ready_ms = None;
+    for line in stderr.lines().map_while(Result::ok) {
+        if line.contains("window interactive") {
+            ready_ms = Some(spawned.elapsed().as_millis());
+            println!("app log: {line}");
+            break;
+        }
+    }
+    let ready_ms = ready_ms.expect("the window became interactive");
+    let pid = app.0.id();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (t0, _) = cpu_and_rss(pid);
+    let idle_window = Duration::from_secs(20);
+    tokio::time::sleep(idle_window).await;
+    let (t1, rss) = cpu_and_rss(pid);
+    let cpu = (t1 - t0) as f64 / 100.0 / idle_window.as_secs_f64() * 100.0;
+    drop(app);
+
+    // 1 GiB from app A to app B, then `shoal get` of the same file from A.
+    let file = root.path().join("random-1GiB.bin");
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        let mut buf = vec![0u8; 1 << 20];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..1024 {
+            for chunk in buf.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes());
+            }
+            out.write_all(&buf).unwrap();
+        }
+        out.flush().unwrap();
+    }
+    let (config_a, config_b) = (root.path().join("a"), root.path().join("b"));
+    let downloads_b = root.path().join("dl-b");
+    write_settings(
+        &config_a,
+        serde_json::json!({"host": true, "hostPort": 0, "downloadDir": root.path().join("dl-a")}),
+    );
+    let a = App::start("fig-a", &config_a).await;
+    a.wait_css("#connection[data-state='connected']").await;
+    let address = a
+        .wait_text("#hosting-address", |t| t.contains("ws://"))
+        .await;
+    let address = address
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap()
+        .to_owned();
+    write_settings(
+        &config_b,
+        serde_json::json!({"host": false, "serverUrl": address, "downloadDir": downloads_b}),
+    );
+    let b = App::start("fig-b", &config_b).await;
+    b.wait_css("#connection[data-state='connected']").await;
+    // The drop handler's own command.
+    a.client
+        .execute(
+            "window.__TAURI__.core.invoke('share_paths', { paths: [arguments[0]] });",
+            vec![serde_json::json!(file)],
+        )
+        .await
+        .unwrap();
+    let info_hash = a
+        .wait_css("#my-shares li.share[data-info-hash]")
+        .await
+        .attr("data-info-hash")
+        .await
+        .unwrap()
+        .unwrap();
+    let row = format!(".network-file[data-info-hash='{info_hash}']");
+    let button = b.wait_css(&format!("{row} button.download")).await;
+    let clicked = Instant::now();
+    button.click().await.unwrap();
+    b.wait_css(&format!(
+        ".transfer[data-info-hash='{info_hash}'][data-state='completed']"
+    ))
+    .await;
+    let app_secs = clicked.elapsed().as_secs_f64();
+    b.screenshot("fig-downloaded").await;
+
+    let out = root.path().join("dl-cli");
+    let cli = Command::new(bin("shoal"))
+        .args(["get", &info_hash, "--server", &address, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let cli_summary = String::from_utf8_lossy(&cli.stderr)
+        .lines()
+        .find(|l| l.starts_with("fetched"))
+        .unwrap_or_default()
+        .to_owned();
+
+    println!("cold start to interactive window: {ready_ms} ms (spawn to first app_state)");
+    println!(
+        "idle: RSS {:.1} MiB, CPU {cpu:.2} % of one core over {} s",
+        rss as f64 / 1048576.0,
+        idle_window.as_secs()
+    );
+    println!(
+        "app to app, 1 GiB: {app_secs:.1} s from the Download click to completed = {:.1} MiB/s",
+        1024.0 / app_secs
+    );
+    println!("shoal get, same file, same run: {cli_summary}");
+}

@@ -1,0 +1,124 @@
+// @ts-check
+// The commands of docs/app-ipc.md, one typed function each, over window.__TAURI__.core.invoke.
+// Argument names are camelCase on this side; the Rust side sees snake_case.
+
+/**
+ * The Tauri global, or an error people can read when the page runs outside the app.
+ * @returns {TauriGlobal}
+ */
+export function tauri() {
+  const t = window.__TAURI__;
+  if (!t) throw new Error("the Shoal window bridge is missing (open this page from the Shoal app)");
+  return t;
+}
+
+/**
+ * @template T
+ * @param {string} cmd
+ * @param {Record<string, unknown>} [args]
+ * @returns {Promise<T>}
+ */
+function call(cmd, args) {
+  try {
+    return tauri().core.invoke(cmd, args);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/**
+ * True for the `{ code, message }` objects commands reject with.
+ * @param {unknown} e
+ * @returns {e is CommandError}
+ */
+export function isCommandError(e) {
+  return typeof e === "object" && e !== null
+    && typeof (/** @type {{message?: unknown}} */ (e)).message === "string"
+    && typeof (/** @type {{code?: unknown}} */ (e)).code === "string";
+}
+
+/**
+ * What to show people for a rejected command: its message, never a debug dump.
+ * @param {unknown} e
+ * @returns {string}
+ */
+export function errorText(e) {
+  if (isCommandError(e)) return e.message;
+  if (e instanceof Error) return `Something went wrong: ${e.message}`;
+  if (typeof e === "string" && e) return `Something went wrong: ${e}`;
+  return `Something went wrong: ${String(e)}`;
+}
+
+/**
+ * The error code of a rejection, if it is a command error.
+ * @param {unknown} e
+ * @returns {ErrorCode | null}
+ */
+export function errorCode(e) {
+  return isCommandError(e) ? e.code : null;
+}
+
+export const api = {
+  /** @returns {Promise<AppState>} */
+  appState: () => call("app_state"),
+  /**
+   * @param {TauriChannel<UiEvent>} onEvent
+   * @returns {Promise<null>}
+   */
+  subscribe: (onEvent) => call("subscribe", { onEvent }),
+  /**
+   * @param {string[]} paths  absolute
+   * @returns {Promise<null>}
+   */
+  sharePaths: (paths) => call("share_paths", { paths }),
+  /** @returns {Promise<null>} */
+  pickAndShare: () => call("pick_and_share"),
+  /**
+   * @param {string} infoHash
+   * @returns {Promise<null>}
+   */
+  unshare: (infoHash) => call("unshare", { infoHash }),
+  /**
+   * @param {Category | null} category
+   * @returns {Promise<NetworkFile[]>}
+   */
+  listFiles: (category) => call("list_files", { category }),
+  /**
+   * @param {string} query
+   * @param {Category | null} category
+   * @returns {Promise<NetworkFile[]>}
+   */
+  searchFiles: (query, category) => call("search_files", { query, category }),
+  /**
+   * @param {string} infoHash
+   * @returns {Promise<number>} the transfer id
+   */
+  download: (infoHash) => call("download", { infoHash }),
+  /**
+   * @param {number} transfer
+   * @returns {Promise<null>}
+   */
+  cancel: (transfer) => call("cancel", { transfer }),
+  /**
+   * @param {string} path
+   * @returns {Promise<null>}
+   */
+  openFile: (path) => call("open_file", { path }),
+  /**
+   * @param {string} path
+   * @returns {Promise<null>}
+   */
+  showInFolder: (path) => call("show_in_folder", { path }),
+  /**
+   * @param {string} path
+   * @returns {Promise<string>} http://127.0.0.1:<port>/<token>/<name>
+   */
+  mediaUrl: (path) => call("media_url", { path }),
+  /**
+   * @param {Settings} settings
+   * @returns {Promise<AppState>}
+   */
+  saveSettings: (settings) => call("save_settings", { settings }),
+  /** @returns {Promise<string | null>} */
+  pickFolder: () => call("pick_folder"),
+};

@@ -1,0 +1,302 @@
+// @ts-check
+// "Transfers": one card per download, updated in place from `transfer` events (upsert by id).
+
+import { api, errorText } from "./api.js";
+import { byId, h, setText } from "./dom.js";
+import { humanDuration, humanRate, humanSize, percent, reachText, viewVerb } from "./format.js";
+import { icon } from "./icons.js";
+import { toast } from "./toast.js";
+import { openViewer } from "./viewer.js";
+
+const listEl = byId("transfers", HTMLUListElement);
+const emptyEl = byId("transfers-empty", HTMLElement);
+const countEl = byId("transfers-count", HTMLElement);
+const clearEl = byId("transfers-clear", HTMLButtonElement);
+
+/** @type {Map<number, {transfer: Transfer, el: HTMLLIElement}>} */
+const transfers = new Map();
+/** @type {Array<() => void>} */
+const listeners = [];
+
+/** @type {Record<TransferState, string>} */
+const STATE_LABEL = { running: "Downloading", completed: "Completed", failed: "Failed", cancelled: "Cancelled" };
+
+clearEl.addEventListener("click", () => {
+  for (const [id, entry] of transfers) {
+    if (entry.transfer.state !== "running") {
+      entry.el.remove();
+      transfers.delete(id);
+    }
+  }
+  refreshChrome();
+  notify();
+});
+
+/**
+ * Called whenever the set of running downloads may have changed.
+ * @param {() => void} fn
+ */
+export function onTransfersChanged(fn) {
+  listeners.push(fn);
+}
+
+function notify() {
+  for (const fn of listeners) fn();
+}
+
+/**
+ * Whether a download of this content is running.
+ * @param {string} infoHash
+ */
+export function isDownloading(infoHash) {
+  for (const { transfer } of transfers.values()) {
+    if (transfer.infoHash === infoHash && transfer.state === "running") return true;
+  }
+  return false;
+}
+
+/** @param {Transfer[]} list */
+export function setTransfers(list) {
+  for (const { el } of transfers.values()) el.remove();
+  transfers.clear();
+  for (const t of list) upsertTransfer(t, false);
+  refreshChrome();
+  notify();
+}
+
+/**
+ * Shows a just-started download before its first event arrives.
+ * @param {number} id
+ * @param {NetworkFile} file
+ */
+export function startPending(id, file) {
+  if (transfers.has(id)) return;
+  upsertTransfer({
+    id,
+    infoHash: file.infoHash,
+    name: file.name,
+    state: "running",
+    bytesDone: 0,
+    lenBytes: file.size,
+    rateBytesPerSec: 0,
+    etaSecs: null,
+    peers: [],
+    path: null,
+    error: null,
+    category: file.category,
+    mime: file.mime,
+  }, false);
+}
+
+/**
+ * Inserts or updates one transfer.
+ * @param {Transfer} transfer
+ * @param {boolean} [announce]  say so when it completes or fails
+ */
+export function upsertTransfer(transfer, announce = true) {
+  const existing = transfers.get(transfer.id);
+  // Progress ticks change only numbers; listeners care about new transfers and new states.
+  const changed = !existing || existing.transfer.state !== transfer.state || existing.transfer.infoHash !== transfer.infoHash;
+  if (existing) {
+    const before = existing.transfer.state;
+    existing.transfer = transfer;
+    if (before !== transfer.state) {
+      // The actions change with the state: rebuild the card, keep its place.
+      const el = transferCard(transfer);
+      existing.el.replaceWith(el);
+      existing.el = el;
+      if (announce) announceState(transfer);
+    }
+    updateCard(existing.el, transfer);
+  } else {
+    const el = transferCard(transfer);
+    updateCard(el, transfer);
+    transfers.set(transfer.id, { transfer, el });
+    // Newest first.
+    const after = [...transfers.keys()].filter((id) => id > transfer.id).sort((a, b) => a - b)[0];
+    const next = after === undefined ? null : transfers.get(after)?.el ?? null;
+    if (next) {
+      next.after(el);
+    } else {
+      listEl.prepend(el);
+    }
+  }
+  if (changed) {
+    refreshChrome();
+    notify();
+  }
+}
+
+/** @param {Transfer} t */
+function announceState(t) {
+  if (t.state === "completed") toast(`Downloaded “${t.name}”`, "success");
+  if (t.state === "failed") toast(`“${t.name}” failed: ${t.error ?? "unknown reason"}`, "error");
+}
+
+function refreshChrome() {
+  const all = [...transfers.values()];
+  const running = all.filter((e) => e.transfer.state === "running").length;
+  emptyEl.hidden = all.length > 0;
+  clearEl.hidden = all.length === running;
+  setText(countEl, running ? `${running} active` : all.length ? String(all.length) : "");
+}
+
+/**
+ * The card's structure for its state; `updateCard` fills in the numbers.
+ * @param {Transfer} t
+ * @returns {HTMLLIElement}
+ */
+function transferCard(t) {
+  const verb = viewVerb(t.category);
+  /** @type {HTMLElement[]} */
+  const actions = [];
+  if (t.state === "running") {
+    actions.push(actionButton("cancel", "x", "Cancel", async () => api.cancel(t.id), "ghost"));
+  }
+  if (t.state === "completed" && t.path) {
+    const path = t.path;
+    if (verb) {
+      actions.push(actionButton("play", t.category === "image" ? "eye" : "play", verb,
+        async () => openViewer({ name: t.name, path, category: t.category }), "primary"));
+    }
+    actions.push(actionButton("open", "external", "Open", async () => api.openFile(path)));
+    actions.push(actionButton("reveal", "folder", "Show in folder", async () => api.showInFolder(path)));
+  }
+  if (t.state === "failed" || t.state === "cancelled") {
+    actions.push(actionButton("retry", "refresh", "Try again", async () => {
+      const id = await api.download(t.infoHash);
+      startPending(id, { infoHash: t.infoHash, name: t.name, size: t.lenBytes, mime: t.mime, category: t.category, holders: 0, mine: false });
+    }));
+  }
+
+  return h("li", {
+    class: `item transfer state-${t.state}`,
+    dataset: { transferId: String(t.id), state: t.state, infoHash: t.infoHash },
+  }, [
+    h("div", { class: "transfer-head" }, [
+      h("span", { class: `cat-icon cat-${t.category}` }, [icon(t.category)]),
+      h("div", { class: "item-main" }, [
+        h("div", { class: "item-title", text: t.name, title: t.name }),
+        h("div", { class: "item-meta" }, [
+          h("span", { class: `state-pill state-${t.state}`, text: STATE_LABEL[t.state] }),
+          h("span", { class: "transfer-sub" }),
+        ]),
+      ]),
+    ]),
+    t.state === "running" || t.state === "cancelled"
+      ? h("div", { class: "progress-row" }, [
+          h("div", {
+            class: "progress",
+            role: "progressbar",
+            "aria-label": `Progress of ${t.name}`,
+            "aria-valuemin": "0",
+            "aria-valuemax": "100",
+          }, [h("div", { class: "progress-fill" })]),
+          h("span", { class: "progress-pct" }),
+        ])
+      : null,
+    t.state === "running" ? h("div", { class: "transfer-stats" }) : null,
+    t.state === "running" ? h("ul", { class: "peer-list", "aria-label": "Peers" }) : null,
+    t.state === "failed"
+      ? h("p", { class: "transfer-error" }, [icon("alert"), h("span", { text: t.error ?? "The download failed." })])
+      : null,
+    h("p", { class: "action-status", role: "status", hidden: true }),
+    actions.length ? h("div", { class: "transfer-actions" }, actions) : null,
+  ]);
+}
+
+/**
+ * A button that runs a command and shows its error under the card.
+ * @param {string} cls  test hook class: cancel | open | reveal | play
+ * @param {import("./icons.js").IconName} iconName
+ * @param {string} label
+ * @param {() => Promise<unknown>} run
+ * @param {string} [variant]
+ * @returns {HTMLButtonElement}
+ */
+function actionButton(cls, iconName, label, run, variant = "") {
+  const button = h("button", { type: "button", class: `button small ${variant} ${cls}`.trim() }, [icon(iconName), h("span", { text: label })]);
+  button.addEventListener("click", async () => {
+    const card = button.closest(".transfer");
+    const status = card?.querySelector(".action-status");
+    if (status instanceof HTMLElement) status.hidden = true;
+    button.disabled = true;
+    try {
+      await run();
+    } catch (e) {
+      if (status instanceof HTMLElement) {
+        status.textContent = errorText(e);
+        status.hidden = false;
+      } else {
+        toast(errorText(e), "error");
+      }
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+/**
+ * Fills in the changing numbers of a card.
+ * @param {HTMLLIElement} el
+ * @param {Transfer} t
+ */
+function updateCard(el, t) {
+  el.dataset.state = t.state;
+  el.dataset.infoHash = t.infoHash;
+  const pct = percent(t.bytesDone, t.lenBytes);
+
+  const sub = el.querySelector(".transfer-sub");
+  if (sub) {
+    let text;
+    if (t.state === "running") text = `${humanSize(t.bytesDone)} of ${humanSize(t.lenBytes)}`;
+    else if (t.state === "completed") text = humanSize(t.lenBytes);
+    else if (t.state === "cancelled") text = `Stopped at ${humanSize(t.bytesDone)} of ${humanSize(t.lenBytes)}`;
+    else text = `${humanSize(t.bytesDone)} of ${humanSize(t.lenBytes)}`;
+    setText(sub, text);
+  }
+
+  const bar = el.querySelector(".progress");
+  const fill = el.querySelector(".progress-fill");
+  if (bar) bar.setAttribute("aria-valuenow", String(pct));
+  if (fill instanceof HTMLElement) fill.style.width = `${pct}%`;
+  const pctEl = el.querySelector(".progress-pct");
+  if (pctEl) setText(pctEl, `${pct} %`);
+
+  const stats = el.querySelector(".transfer-stats");
+  if (stats) {
+    const parts = [
+      statPart("Speed", humanRate(t.rateBytesPerSec)),
+      statPart("Time left", t.etaSecs === null ? "—" : humanDuration(t.etaSecs)),
+      statPart("Peers", String(t.peers.length)),
+    ];
+    const sig = parts.map((p) => p.textContent).join("|");
+    if (stats.getAttribute("data-sig") !== sig) {
+      stats.setAttribute("data-sig", sig);
+      stats.replaceChildren(...parts);
+    }
+  }
+
+  const peers = el.querySelector(".peer-list");
+  if (peers) {
+    const sig = t.peers.map((p) => `${p.peer}:${p.candidateType}`).join(",");
+    if (peers.getAttribute("data-sig") !== sig) {
+      peers.setAttribute("data-sig", sig);
+      peers.replaceChildren(...(t.peers.length
+        ? t.peers.map((p) => h("li", { class: `peer reach-${p.candidateType}`, title: p.peer }, [
+            h("code", { text: p.peer.length > 10 ? p.peer.slice(0, 8) : p.peer }),
+            h("span", { class: "reach", text: reachText(p.candidateType) }),
+          ]))
+        : [h("li", { class: "peer peer-waiting", text: "Looking for peers…" })]));
+    }
+  }
+}
+
+/**
+ * @param {string} label
+ * @param {string} value
+ */
+function statPart(label, value) {
+  return h("span", { class: "stat" }, [h("span", { class: "stat-label", text: label }), h("span", { class: "stat-value", text: value })]);
+}

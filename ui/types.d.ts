@@ -1,0 +1,193 @@
+// Shapes exchanged with the Rust side, exactly as docs/app-ipc.md lists them, and the subset of
+// the global `window.__TAURI__` (Tauri 2, `withGlobalTauri: true`) that the UI uses.
+//
+// This file has no top-level import or export, so everything here is global: the ES modules
+// refer to these names from JSDoc without importing them.
+
+type Category = "audio" | "video" | "image" | "other";
+
+interface TurnServer {
+  url: string;
+  username: string;
+  credential: string;
+}
+
+interface Settings {
+  /** Used when `host` is false, e.g. "ws://192.168.1.20:7878". */
+  serverUrl: string;
+  /** Run the bundled signaling server in the app. */
+  host: boolean;
+  /** TCP port of the hosted server (0 = any free port). */
+  hostPort: number;
+  /** "stun:host:port" */
+  stunServers: string[];
+  turnServers: TurnServer[];
+  downloadDir: string;
+}
+
+interface Hosting {
+  listening: string;
+  /** ws://<LAN address>:<port>, the addresses others should enter. */
+  shareUrls: string[];
+}
+
+type Connection =
+  | { state: "connecting"; url: string }
+  | { state: "connected"; url: string; nodeId: string; shortId: string }
+  | { state: "disconnected"; url: string; reason: string; retryInSecs: number };
+
+interface Share {
+  infoHash: string;
+  name: string;
+  path: string;
+  size: number;
+  mime: string;
+  category: Category;
+}
+
+interface Hashing {
+  path: string;
+  name: string;
+  bytesDone: number;
+  lenBytes: number;
+}
+
+interface NetworkFile {
+  infoHash: string;
+  name: string;
+  size: number;
+  mime: string;
+  category: Category;
+  /** Nodes that serve it. */
+  holders: number;
+  /** This node is one of them. */
+  mine: boolean;
+}
+
+type CandidateType = "host" | "srflx" | "prflx" | "relay" | "unknown";
+
+interface PeerInfo {
+  peer: string;
+  candidateType: CandidateType;
+}
+
+type TransferState = "running" | "completed" | "failed" | "cancelled";
+
+interface Transfer {
+  id: number;
+  infoHash: string;
+  name: string;
+  state: TransferState;
+  bytesDone: number;
+  lenBytes: number;
+  /** Over the last second. */
+  rateBytesPerSec: number;
+  etaSecs: number | null;
+  /** Open links and how each is reached. */
+  peers: PeerInfo[];
+  /** Final file once completed. */
+  path: string | null;
+  /** Why it failed, in words. */
+  error: string | null;
+  category: Category;
+  mime: string;
+}
+
+type LogLevel = "info" | "warn" | "error";
+
+interface LogEntry {
+  timeMs: number;
+  level: LogLevel;
+  message: string;
+}
+
+interface AppState {
+  settings: Settings;
+  connection: Connection;
+  hosting: Hosting | null;
+  shares: Share[];
+  /** Files being hashed to be shared. */
+  hashing: Hashing[];
+  /** Newest first. */
+  transfers: Transfer[];
+  /** Oldest first, at most 500. */
+  log: LogEntry[];
+}
+
+type UiEvent =
+  | { kind: "connection"; connection: Connection }
+  | { kind: "hosting"; hosting: Hosting | null }
+  | { kind: "hashing"; hashing: Hashing }
+  | { kind: "shared"; share: Share }
+  /** `path` is set (and `infoHash` empty) when sharing a file failed before it was hashed. */
+  | { kind: "unshared"; infoHash: string; reason: string | null; path: string | null }
+  | { kind: "indexChanged" }
+  | { kind: "transfer"; transfer: Transfer }
+  | { kind: "log"; entry: LogEntry }
+  | { kind: "settings"; settings: Settings };
+
+type ErrorCode =
+  | "not_connected"
+  | "timeout"
+  | "server_refused"
+  | "unknown_content"
+  | "no_holders"
+  | "not_shared"
+  | "already_downloading"
+  | "unknown_transfer"
+  | "file"
+  | "settings"
+  | "dialog"
+  | "internal";
+
+/** What every command rejects with. */
+interface CommandError {
+  code: ErrorCode;
+  /** A sentence for people. */
+  message: string;
+}
+
+// ---- window.__TAURI__ (the parts the UI uses) ----
+
+/** `tauri::ipc::Channel` on the JS side: set `onmessage`, pass it as a command argument. */
+interface TauriChannel<T> {
+  onmessage: (message: T) => void;
+  readonly id: number;
+}
+
+interface TauriChannelConstructor {
+  new <T = unknown>(onmessage?: (message: T) => void): TauriChannel<T>;
+}
+
+interface DragDropPayload {
+  type: "enter" | "over" | "drop" | "leave";
+  paths?: string[];
+  position?: { x: number; y: number };
+}
+
+interface TauriEvent<T> {
+  event: string;
+  id: number;
+  payload: T;
+}
+
+type TauriUnlisten = () => void;
+
+interface TauriWebview {
+  onDragDropEvent(handler: (event: TauriEvent<DragDropPayload>) => void): Promise<TauriUnlisten>;
+}
+
+interface TauriGlobal {
+  core: {
+    invoke<T = unknown>(cmd: string, args?: Record<string, unknown>): Promise<T>;
+    Channel: TauriChannelConstructor;
+  };
+  webview: {
+    getCurrentWebview(): TauriWebview;
+  };
+}
+
+interface Window {
+  /** Present because the app sets `withGlobalTauri: true`; absent in a plain browser. */
+  __TAURI__?: TauriGlobal;
+}
