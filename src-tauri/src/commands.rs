@@ -74,28 +74,28 @@ pub async fn pick_folder(app: AppHandle) -> Result<Option<PathBuf>, UiError> {
     Ok(pick(&app, true).await?.into_iter().next())
 }
 
-/// Runs an rfd (GTK) dialog on the main thread, where GTK lives.
+/// Runs an rfd (GTK 3) dialog. rfd drives GTK on a thread of its own and waits for it, so it
+/// must not be called on the main thread, which runs Tauri's event loop (that deadlocks);
+/// awaiting rfd's async dialog from a task is what tauri-plugin-dialog does too.
 async fn pick(app: &AppHandle, folder: bool) -> Result<Vec<PathBuf>, UiError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let window = app.get_webview_window("main");
-    app.run_on_main_thread(move || {
-        let mut dialog = rfd::FileDialog::new();
-        if let Some(window) = &window {
-            dialog = dialog.set_parent(window);
-        }
-        let picked = if folder {
-            dialog
-                .set_title("Download folder")
-                .pick_folder()
-                .map(|p| vec![p])
-        } else {
-            dialog.set_title("Share files").pick_files()
-        };
-        let _ = tx.send(picked.unwrap_or_default());
-    })
-    .map_err(|e| UiError::new("dialog", format!("Cannot open the file dialog: {e}")))?;
-    rx.await
-        .map_err(|_| UiError::new("dialog", "The file dialog closed unexpectedly"))
+    let mut dialog = rfd::AsyncFileDialog::new();
+    if let Some(window) = app.get_webview_window("main") {
+        dialog = dialog.set_parent(&window);
+    }
+    let picked = if folder {
+        dialog
+            .set_title("Download folder")
+            .pick_folder()
+            .await
+            .map(|f| vec![f.path().to_owned()])
+    } else {
+        dialog
+            .set_title("Share files")
+            .pick_files()
+            .await
+            .map(|files| files.iter().map(|f| f.path().to_owned()).collect())
+    };
+    Ok(picked.unwrap_or_default())
 }
 
 /// Stops sharing a file.

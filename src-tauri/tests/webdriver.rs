@@ -498,6 +498,7 @@ async fn app_figures() {
         .arg(&out)
         .output()
         .unwrap();
+    let cli_secs = cli_started.elapsed().as_secs_f64();
     assert!(
         cli.status.success(),
         "{}",
