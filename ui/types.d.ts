@@ -185,6 +185,9 @@ interface TauriGlobal {
   webview: {
     getCurrentWebview(): TauriWebview;
   };
+  event: {
+    listen<T = unknown>(name: string, handler: (event: TauriEvent<T>) => void): Promise<TauriUnlisten>;
+  };
 }
 
 interface Window {

@@ -10,7 +10,7 @@ use shoal_node::{
     IceServer, InfoHash, Node, NodeConfig, NodeEvent, NodeHandle, RtcConfig, TransferId,
 };
 use tauri::ipc::Channel;
-use tauri::{AppHandle, Manager};
+use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_notification::NotificationExt;
 use tokio::sync::mpsc;
 
@@ -23,6 +23,9 @@ use crate::settings::Settings;
 
 /// Most log entries kept.
 const LOG_LINES: usize = 500;
+
+/// The Tauri event that carries rare notices (docs/app-ipc.md).
+const NOTICE_EVENT: &str = "shoal://notice";
 
 /// What the UI shows; kept here so a reloaded window gets it back from `app_state`.
 struct View {
@@ -159,8 +162,15 @@ impl AppCore {
         lock(&self.view).channels.push(channel);
     }
 
+    /// Frequent updates (hashing, transfer progress) go through the UI's Channels; rare
+    /// notices as the Tauri event `shoal://notice` (Tauri's advice: channels for streams,
+    /// events for the rest).
     fn emit(&self, view: &mut View, event: UiEvent) {
-        view.channels.retain(|c| c.send(event.clone()).is_ok());
+        if matches!(event, UiEvent::Hashing { .. } | UiEvent::Transfer { .. }) {
+            view.channels.retain(|c| c.send(event.clone()).is_ok());
+        } else if let Err(e) = self.app.emit(NOTICE_EVENT, event) {
+            tracing::debug!(error = %e, "cannot emit a notice");
+        }
     }
 
     /// Adds a log line and sends it to the UI.

@@ -137,20 +137,33 @@ async function start() {
     toast("Shoal's window bridge is missing: open this page from the Shoal app.", "error");
     return;
   }
+  // Listen first, render the snapshot, then replay what arrived meanwhile: nothing is lost
+  // between the snapshot and the first event. Frequent updates (hashing, transfers) come on a
+  // Channel; rare notices (connection, shares, index, log, settings) as Tauri events.
+  /** @type {UiEvent[] | null} */
+  let early = [];
+  /** @param {UiEvent} event */
+  const receive = (event) => (early ? early.push(event) : dispatch(event));
+  try {
+    /** @type {TauriChannel<UiEvent>} */
+    const channel = new (tauri().core.Channel)();
+    channel.onmessage = receive;
+    await api.subscribe(channel);
+    await tauri().event.listen("shoal://notice", (/** @type {TauriEvent<UiEvent>} */ e) =>
+      receive(e.payload),
+    );
+  } catch (e) {
+    toast(`Live updates are off. ${errorText(e)}`, "error");
+  }
+
   try {
     renderState(await api.appState());
   } catch (e) {
     toast(`Could not load Shoal's state. ${errorText(e)}`, "error");
   }
-
-  try {
-    /** @type {TauriChannel<UiEvent>} */
-    const channel = new (tauri().core.Channel)();
-    channel.onmessage = dispatch;
-    await api.subscribe(channel);
-  } catch (e) {
-    toast(`Live updates are off. ${errorText(e)}`, "error");
-  }
+  const queued = early;
+  early = null;
+  queued.forEach(dispatch);
 
   try {
     await tauri().webview.getCurrentWebview().onDragDropEvent(onDragDrop);
