@@ -9,7 +9,9 @@
 //! - closing either side ends the other side's `recv()` with `None` within the ICE timeouts,
 //!   and so does dropping every handle of one side;
 //! - signals that do not fit the role, malformed SDP and candidates are errors, not panics;
-//! - `channel()` times out when no answer comes.
+//! - `channel()` times out when no answer comes;
+//! - against a peer whose SDP says nothing about max-message-size (RFC 8841 §6: assume
+//!   65 536), both sides negotiate 65 536 and 64 KiB messages still work.
 //!
 //! No fixed ports (every socket binds 127.0.0.1:0) and no sleeps: every wait is bounded by a
 //! timeout.
@@ -83,6 +85,70 @@ fn random_bytes(len: usize) -> Vec<u8> {
     let mut data = vec![0u8; len];
     rand::rng().fill_bytes(&mut data);
     data
+}
+
+/// Removes `a=max-message-size` from an SDP, as a peer that does not implement RFC 8841 sends.
+fn without_max_message_size(sdp: &str) -> String {
+    sdp.split_inclusive("\r\n")
+        .filter(|line| !line.starts_with("a=max-message-size"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_say_its_max_message_size_gets_64_kib() -> anyhow::Result<()> {
+    init_tracing();
+    let config = RtcConfig::loopback();
+    let (offer_tx, mut offer_rx) = mpsc::channel(64);
+    let offerer = Arc::new(PeerLink::offer(&config, LABEL, offer_tx).await?);
+    let Some(OutgoingSignal::Offer(sdp)) = timeout(OPEN_TIMEOUT, offer_rx.recv()).await? else {
+        bail!("the offerer's first signal is not an offer");
+    };
+    ensure!(
+        sdp.contains("a=max-message-size:262144"),
+        "we advertise 256 KiB"
+    );
+    let (answer_tx, mut answer_rx) = mpsc::channel(64);
+    let answerer =
+        Arc::new(PeerLink::answer(&config, &without_max_message_size(&sdp), answer_tx).await?);
+    forward(offer_rx, Arc::downgrade(&answerer));
+    // The answer loses the attribute too; candidates pass unchanged.
+    let to_offerer = Arc::downgrade(&offerer);
+    tokio::spawn(async move {
+        while let Some(signal) = answer_rx.recv().await {
+            let signal = match signal {
+                OutgoingSignal::Answer(sdp) => Signal::Answer {
+                    sdp: without_max_message_size(&sdp),
+                },
+                other => other.into_signal(),
+            };
+            let Some(link) = to_offerer.upgrade() else {
+                return;
+            };
+            if let Err(error) = link.apply_remote(signal).await {
+                panic!("apply_remote failed: {error}");
+            }
+        }
+    });
+    let (left, right) = open_channels(&offerer, &answerer).await?;
+    assert_eq!(left.max_message_size(), 65_536);
+    assert_eq!(right.max_message_size(), 65_536);
+    for (from, to) in [(&left, &right), (&right, &left)] {
+        let message = Bytes::from(random_bytes(65_536));
+        from.send(message.clone()).await?;
+        let got = timeout(OPEN_TIMEOUT, to.recv())
+            .await?
+            .context("channel ended")?;
+        assert!(got == message, "message changed in transit");
+        match from.send(Bytes::from(vec![1u8; 65_537])).await {
+            Err(RtcError::MessageTooLarge {
+                max_bytes: 65_536, ..
+            }) => {}
+            other => bail!("expected MessageTooLarge, got {other:?}"),
+        }
+    }
+    offerer.close().await;
+    answerer.close().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
