@@ -69,6 +69,14 @@ enum Pending {
     Refresh(TransferId),
 }
 
+/// Which side of the offer/answer exchange a new peer connection is on.
+enum Setup {
+    /// We download: offer a data channel labelled with this content.
+    Offer(InfoHash),
+    /// A peer offered (this SDP): we answer.
+    Answer(String),
+}
+
 struct Share {
     file: SharedFile,
     swarm: mpsc::Sender<SwarmCommand>,
@@ -615,73 +623,51 @@ impl Actor {
     /// Opens a peer connection to `peer` for a download.
     fn connect(&mut self, transfer: TransferId, info_hash: InfoHash, peer: NodeId) {
         let connection_id = ConnectionId::random();
-        let (remote_tx, remote_rx) = mpsc::channel(64);
-        self.connecting.insert(connection_id, remote_tx);
-        let signals = self.signal_forwarder(peer, connection_id);
-        let rtc = self.rtc_config();
-        let internal = self.internal_tx.clone();
-        let timeout = self.config.connect_timeout;
         debug!(peer = %peer.short(), connection = %connection_id.short(), "connecting");
-        tokio::spawn(async move {
-            let label = info_hash.to_string();
-            let result = async {
-                let link = PeerLink::offer(&rtc, &label, signals)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match open_channel(&link, remote_rx, timeout).await {
-                    Ok(data) => Ok((link, data)),
-                    Err(e) => {
-                        link.close().await;
-                        Err(e)
-                    }
-                }
-            }
-            .await;
-            let message = match result {
-                Ok((link, data)) => Internal::LinkReady {
-                    connection_id,
-                    peer,
-                    info_hash,
-                    transfer: Some(transfer),
-                    link,
-                    data,
-                },
-                Err(reason) => Internal::LinkFailed {
-                    connection_id,
-                    peer,
-                    transfer: Some(transfer),
-                    reason,
-                },
-            };
-            let _ = internal.send(message).await;
-        });
+        self.set_up_link(peer, connection_id, Some(transfer), Setup::Offer(info_hash));
     }
 
     /// Answers an offer from `peer` (it wants something we hold).
     fn accept(&mut self, peer: NodeId, connection_id: ConnectionId, sdp: String) {
+        debug!(peer = %peer.short(), connection = %connection_id.short(), "accepting");
+        self.set_up_link(peer, connection_id, None, Setup::Answer(sdp));
+    }
+
+    /// Runs the offer/answer exchange and ICE in a task until the data channel opens, then
+    /// reports `LinkReady` (the channel's label names the content) or `LinkFailed`.
+    fn set_up_link(
+        &mut self,
+        peer: NodeId,
+        connection_id: ConnectionId,
+        transfer: Option<TransferId>,
+        setup: Setup,
+    ) {
         let (remote_tx, remote_rx) = mpsc::channel(64);
         self.connecting.insert(connection_id, remote_tx);
         let signals = self.signal_forwarder(peer, connection_id);
         let rtc = self.rtc_config();
         let internal = self.internal_tx.clone();
         let timeout = self.config.connect_timeout;
-        debug!(peer = %peer.short(), connection = %connection_id.short(), "accepting");
         tokio::spawn(async move {
             let result = async {
-                let link = PeerLink::answer(&rtc, &sdp, signals)
+                let link = match &setup {
+                    Setup::Offer(info_hash) => {
+                        PeerLink::offer(&rtc, &info_hash.to_string(), signals).await
+                    }
+                    Setup::Answer(sdp) => PeerLink::answer(&rtc, sdp, signals).await,
+                }
+                .map_err(|e| e.to_string())?;
+                let opened = open_channel(&link, remote_rx, timeout)
                     .await
-                    .map_err(|e| e.to_string())?;
-                match open_channel(&link, remote_rx, timeout).await {
-                    Ok(data) => match data.label().parse::<InfoHash>() {
-                        Ok(info_hash) => Ok((link, data, info_hash)),
-                        Err(_) => {
-                            link.close().await;
-                            Err(format!(
-                                "data channel label {:?} is not an info hash",
-                                data.label()
-                            ))
-                        }
-                    },
+                    .and_then(|data| match data.label().parse::<InfoHash>() {
+                        Ok(info_hash) => Ok((data, info_hash)),
+                        Err(_) => Err(format!(
+                            "data channel label {:?} is not an info hash",
+                            data.label()
+                        )),
+                    });
+                match opened {
+                    Ok((data, info_hash)) => Ok((link, data, info_hash)),
                     Err(e) => {
                         link.close().await;
                         Err(e)
@@ -694,14 +680,14 @@ impl Actor {
                     connection_id,
                     peer,
                     info_hash,
-                    transfer: None,
+                    transfer,
                     link,
                     data,
                 },
                 Err(reason) => Internal::LinkFailed {
                     connection_id,
                     peer,
-                    transfer: None,
+                    transfer,
                     reason,
                 },
             };

@@ -576,75 +576,49 @@ impl Driver {
             self.remove_link(id);
         }
         let info_hash = self.spec.info_hash;
-        let mut error = None;
-        let mut finished_path = None;
-        match (outcome, self.spec.transfer) {
-            (Outcome::Completed, Some(transfer)) => {
-                let part = match std::mem::replace(&mut self.store, Store::Part(None)) {
-                    Store::Part(Some(part)) => Some(part),
-                    _ => None,
-                };
-                let finished = match part {
-                    Some(part) => tokio::task::spawn_blocking(move || part.finish())
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| describe(&e))),
-                    None => Err("download finished without a file".into()),
-                };
-                match finished {
-                    Ok(path) => {
-                        info!(%transfer, path = %path.display(), "download complete");
-                        finished_path = Some(path.clone());
-                        let mut per_peer: Vec<(NodeId, u64)> = self.per_peer.drain().collect();
-                        per_peer.sort();
-                        let summary = TransferSummary {
+        // `None`: stopped quietly. For a share, `Err` is why it stopped serving.
+        let result: Option<Result<PathBuf, String>> = match outcome {
+            Outcome::Completed if self.spec.transfer.is_some() => Some(self.finish_file().await),
+            Outcome::Completed | Outcome::Stopped => {
+                self.save_resume();
+                None
+            }
+            Outcome::Failed(reason) => {
+                self.save_resume();
+                Some(Err(reason))
+            }
+        };
+        if let (Some(transfer), Some(result)) = (self.spec.transfer, &result) {
+            let event = match result {
+                Ok(path) => {
+                    info!(%transfer, path = %path.display(), "download complete");
+                    let mut per_peer: Vec<(NodeId, u64)> = self.per_peer.drain().collect();
+                    per_peer.sort();
+                    NodeEvent::Completed {
+                        transfer,
+                        info_hash,
+                        path: path.clone(),
+                        summary: TransferSummary {
                             resumed_bytes: self.resumed_bytes,
                             fetched_bytes: self.fetched_bytes,
                             per_peer_bytes: per_peer,
                             elapsed: self.started.elapsed(),
-                        };
-                        let _ = self
-                            .spec
-                            .events
-                            .send(NodeEvent::Completed {
-                                transfer,
-                                info_hash,
-                                path,
-                                summary,
-                            })
-                            .await;
-                    }
-                    Err(reason) => {
-                        error = Some(reason.clone());
-                        let _ = self
-                            .spec
-                            .events
-                            .send(NodeEvent::Failed {
-                                transfer,
-                                info_hash,
-                                reason,
-                            })
-                            .await;
+                        },
                     }
                 }
-            }
-            (Outcome::Failed(reason), Some(transfer)) => {
-                self.save_resume();
-                error = Some(reason.clone());
-                let _ = self
-                    .spec
-                    .events
-                    .send(NodeEvent::Failed {
-                        transfer,
-                        info_hash,
-                        reason,
-                    })
-                    .await;
-            }
-            (Outcome::Stopped, Some(_)) => self.save_resume(),
-            (Outcome::Failed(reason), None) => error = Some(reason),
-            (Outcome::Completed | Outcome::Stopped, None) => {}
+                Err(reason) => NodeEvent::Failed {
+                    transfer,
+                    info_hash,
+                    reason: reason.clone(),
+                },
+            };
+            let _ = self.spec.events.send(event).await;
         }
+        let (path, error) = match result {
+            Some(Ok(path)) => (Some(path), None),
+            Some(Err(reason)) => (None, Some(reason)),
+            None => (None, None),
+        };
         let _ = self
             .spec
             .internal
@@ -652,8 +626,19 @@ impl Driver {
                 info_hash,
                 transfer: self.spec.transfer,
                 error,
-                path: finished_path,
+                path,
             }))
             .await;
+    }
+
+    /// Moves the verified `.part` file to its final name (fsync and rename off the task).
+    async fn finish_file(&mut self) -> Result<PathBuf, String> {
+        match std::mem::replace(&mut self.store, Store::Part(None)) {
+            Store::Part(Some(part)) => tokio::task::spawn_blocking(move || part.finish())
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| describe(&e))),
+            _ => Err("download finished without a file".into()),
+        }
     }
 }
