@@ -40,7 +40,7 @@ const PROGRESS_STEP_BYTES: u64 = 4 << 20;
 /// - [`StorageError::Cancelled`] when `progress` returned `false`;
 /// - [`StorageError::Io`] when the file cannot be opened or read, is not a regular file, or
 ///   shrank while it was read (kind [`io::ErrorKind::UnexpectedEof`]);
-/// - [`StorageError::Manifest`] for a file over 1 TiB ([`crate::MAX_PIECES`] pieces).
+/// - [`StorageError::Manifest`] for a file over about 122 GiB ([`crate::MAX_PIECES`] pieces).
 pub fn hash_file(
     path: &Path,
     progress: &mut dyn FnMut(u64) -> bool,

@@ -9,9 +9,10 @@ use std::ops::Range;
 /// ("文件分块传输（默认 256KB）").
 pub const PIECE_LEN: u32 = 262_144;
 
-/// Most pieces a file may have: 2^22, i.e. files up to 1 TiB with [`PIECE_LEN`]. Keeps a
-/// manifest (32 bytes per piece) at most 128 MiB.
-pub const MAX_PIECES: u32 = 1 << 22;
+/// Most pieces a file may have: 500,000, i.e. files up to about 122 GiB with [`PIECE_LEN`].
+/// Chosen so a bitfield (62,500 bytes) always fits one data-channel message even to a peer that
+/// negotiates the RFC 8841 default of 65,536 bytes, and a manifest is at most 16 MB.
+pub const MAX_PIECES: u32 = 500_000;
 
 /// A piece number checked against a [`Layout`]: always `< layout.piece_count()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,7 +83,7 @@ impl Layout {
     /// The layout with the standard [`PIECE_LEN`].
     ///
     /// # Errors
-    /// [`LayoutError::TooManyPieces`] past 1 TiB.
+    /// [`LayoutError::TooManyPieces`] past about 122 GiB ([`MAX_PIECES`]).
     pub fn standard(len_bytes: u64) -> Result<Self, LayoutError> {
         Self::new(len_bytes, PIECE_LEN)
     }

@@ -13,6 +13,9 @@ use crate::wire::{
     MANIFEST_REJECT_PIECE, MIN_MESSAGE_BYTES, RejectReason, WIRE_VERSION, WireMessage, chunk_len,
 };
 
+/// Most `have` messages kept from one link before the manifest is known.
+const MAX_PENDING_HAVES: usize = 65_536;
+
 /// Names one link (one data channel to one peer) within a swarm. Chosen by the driver; never
 /// reused while the swarm lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,6 +52,13 @@ pub struct SwarmConfig {
     pub max_requests_per_piece: u8,
     /// How long a link that answered `reject busy` is left alone.
     pub busy_backoff: Duration,
+    /// Most links a swarm keeps; more are closed at once.
+    pub max_links: usize,
+    /// A link over which nothing arrives for this long, while neither side waits for the
+    /// other, is closed.
+    pub idle_timeout: Duration,
+    /// Longest a manifest fetch from one peer may take before another peer is asked.
+    pub manifest_timeout: Duration,
     /// Tie-break among pieces of equal rarity. 0 picks the lowest index first (a lone
     /// downloader streams in order); any other value picks in a pseudo-random order unique to
     /// this seed, so downloaders of a swarm fetch different pieces and can trade them (BEP 3's
@@ -68,6 +78,9 @@ impl Default for SwarmConfig {
             max_requests_per_piece: 2,
             busy_backoff: Duration::from_millis(500),
             picker_seed: 0,
+            max_links: 64,
+            idle_timeout: Duration::from_secs(300),
+            manifest_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -185,6 +198,10 @@ pub enum CloseReason {
     Stalled,
     /// The negotiated max message size is too small to carry the protocol.
     MessageSizeTooSmall(usize),
+    /// The swarm has [`SwarmConfig::max_links`] links already.
+    TooManyLinks,
+    /// Nothing was exchanged for [`SwarmConfig::idle_timeout`].
+    Idle,
 }
 
 impl std::fmt::Display for CloseReason {
@@ -197,6 +214,8 @@ impl std::fmt::Display for CloseReason {
             Self::HandshakeMismatch(what) => write!(f, "handshake mismatch: {what}"),
             Self::Stalled => write!(f, "stalled"),
             Self::MessageSizeTooSmall(n) => write!(f, "max message size {n} bytes is too small"),
+            Self::TooManyLinks => write!(f, "too many links"),
+            Self::Idle => write!(f, "idle"),
         }
     }
 }
@@ -278,6 +297,10 @@ struct Link {
     upload_queue: VecDeque<u32>,
     upload_inflight: usize,
     refused_manifest: bool,
+    /// We already sent the manifest on this link; a second request is a violation.
+    manifest_sent: bool,
+    /// When the last message arrived.
+    last_activity: Instant,
     bytes_down: u64,
     bytes_up: u64,
 }
@@ -286,6 +309,7 @@ struct ManifestFetch {
     link: LinkId,
     buf: Vec<u8>,
     total: Option<u32>,
+    started: Instant,
     last_progress: Instant,
 }
 
@@ -482,7 +506,12 @@ impl Swarm {
             }
         }
         if let Some(f) = &self.manifest_fetch {
-            next = next.min(f.last_progress + stall);
+            next = next
+                .min(f.last_progress + stall)
+                .min(f.started + self.config.manifest_timeout);
+        }
+        for l in self.links.values() {
+            next = next.min(l.last_activity + self.config.idle_timeout);
         }
         next.max(self.now)
     }
@@ -494,6 +523,13 @@ impl Swarm {
             self.outputs.push_back(Output::CloseLink {
                 link,
                 reason: CloseReason::Banned,
+            });
+            return;
+        }
+        if self.links.len() >= self.config.max_links {
+            self.outputs.push_back(Output::CloseLink {
+                link,
+                reason: CloseReason::TooManyLinks,
             });
             return;
         }
@@ -524,6 +560,8 @@ impl Swarm {
                 upload_queue: VecDeque::new(),
                 upload_inflight: 0,
                 refused_manifest: false,
+                manifest_sent: false,
+                last_activity: self.now,
                 bytes_down: 0,
                 bytes_up: 0,
             },
@@ -615,9 +653,11 @@ impl Swarm {
     // ----- messages -----
 
     fn on_message(&mut self, link: LinkId, data: &[u8]) {
-        let Some(l) = self.links.get(&link) else {
+        let now = self.now;
+        let Some(l) = self.links.get_mut(&link) else {
             return;
         };
+        l.last_activity = now;
         let message = match WireMessage::decode(data) {
             Ok(m) => m,
             Err(e) => return self.violation(link, e.to_string()),
@@ -715,7 +755,7 @@ impl Swarm {
             return;
         };
         let Some(manifest) = &self.manifest else {
-            if l.pending_haves.len() >= MAX_PIECES as usize {
+            if l.pending_haves.len() >= MAX_PENDING_HAVES {
                 return self.violation(link, "too many have messages");
             }
             l.pending_haves.push(piece);
@@ -867,6 +907,15 @@ impl Swarm {
     }
 
     fn on_manifest_request(&mut self, link: LinkId) {
+        // Once per link: each answer is the whole manifest, so repeated requests would make
+        // us queue copies without bound.
+        match self.links.get_mut(&link) {
+            Some(l) if l.manifest_sent => {
+                return self.violation(link, "manifest requested twice");
+            }
+            Some(l) => l.manifest_sent = true,
+            None => return,
+        }
         let Some(bytes) = self.manifest_bytes.clone() else {
             return self.send(
                 link,
@@ -914,6 +963,7 @@ impl Swarm {
             link,
             buf: Vec::new(),
             total: None,
+            started: self.now,
             last_progress: self.now,
         });
         self.send(link, WireMessage::ManifestRequest);
@@ -932,8 +982,11 @@ impl Swarm {
         if total_len != expected_total || total_len as usize > max {
             return self.ban(link, CloseReason::CorruptManifest);
         }
-        if offset as usize != fetch.buf.len() || fetch.buf.len() + data.len() > total_len as usize {
-            return self.violation(link, "manifest chunk out of order or too long");
+        if data.is_empty()
+            || offset as usize != fetch.buf.len()
+            || fetch.buf.len() + data.len() > total_len as usize
+        {
+            return self.violation(link, "manifest chunk empty, out of order or too long");
         }
         if fetch.buf.is_empty() {
             fetch.buf.reserve_exact(total_len as usize);
@@ -1131,12 +1184,9 @@ impl Swarm {
         self.state[i] = PieceState::Have;
         self.have.set(piece);
         self.update_wanted(piece.get());
-        let links: Vec<LinkId> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.handshaken)
-            .map(|(id, _)| *id)
-            .collect();
+        // Every link, handshake or not: our bitfield went out when the link opened, so a
+        // piece written since must be announced (the ordered channel keeps it after both).
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
         for link in links {
             self.send(link, WireMessage::Have(piece.get()));
         }
@@ -1163,10 +1213,25 @@ impl Swarm {
             self.drop_link(link, Some(CloseReason::Stalled));
         }
         if let Some(f) = &self.manifest_fetch
-            && now >= f.last_progress + stall
+            && (now >= f.last_progress + stall || now >= f.started + self.config.manifest_timeout)
         {
             let link = f.link;
             self.drop_link(link, Some(CloseReason::Stalled));
+        }
+        let idle = self.config.idle_timeout;
+        let idle_links: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| {
+                now >= l.last_activity + idle
+                    && l.requested.is_empty()
+                    && l.upload_queue.is_empty()
+                    && l.upload_inflight == 0
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for link in idle_links {
+            self.drop_link(link, Some(CloseReason::Idle));
         }
         let mut expired = false;
         for l in self.links.values_mut() {

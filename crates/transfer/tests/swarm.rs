@@ -10,7 +10,9 @@
 //! - peers that advertise small max message sizes still work, and no message ever exceeds
 //!   the negotiated size (asserted by the simulator on every message);
 //! - downloaders serve each other, so the seeder uploads less than one copy per viewer;
-//! - random garbage from a peer never panics the swarm.
+//! - random garbage from a peer never panics the swarm; a repeated manifest request closes
+//!   the link (each answer is the whole manifest); links beyond the cap and idle links close;
+//! - a peer that never sends the manifest is replaced after the stall timeout.
 
 mod sim;
 
@@ -359,4 +361,142 @@ fn the_manifest_round_trips_through_the_wire() {
         sim.nodes[viewer].swarm.manifest(),
         Some(&manifest_of(&data))
     );
+}
+
+#[test]
+fn a_peer_that_withholds_the_manifest_is_replaced() {
+    let (data, manifest) = content(MIB, 14);
+    let mut sim = Sim::new(14);
+    let liar = sim.add_seeder(&data, &manifest);
+    sim.nodes[liar].misbehaviour.withhold_manifest = true;
+    let honest = sim.add_seeder(&data, &manifest);
+    let viewer = sim.add_downloader(&manifest);
+    sim.connect(liar, viewer, PathSpec::default());
+    sim.connect(honest, viewer, PathSpec::default());
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.complete(viewer)));
+    sim.assert_holds(viewer, &data);
+    let stall = SwarmConfig::default().stall_timeout;
+    assert!(
+        sim.elapsed() <= stall + Duration::from_secs(2),
+        "took {:?}",
+        sim.elapsed()
+    );
+}
+
+/// A seeder swarm with one link from `node`, handshake done.
+fn seeder_with_link(manifest: &shoal_storage::Manifest, t0: std::time::Instant) -> Swarm {
+    let mut swarm = Swarm::with_manifest(
+        manifest.clone(),
+        Bitfield::full(manifest.layout().piece_count()),
+        SwarmConfig::default(),
+        t0,
+    );
+    swarm.handle_input(
+        Input::LinkOpened {
+            link: LinkId(1),
+            node: NodeId::random(),
+            max_message_bytes: 262_144,
+        },
+        t0,
+    );
+    let hs = WireMessage::Handshake {
+        version: 1,
+        info_hash: manifest.info_hash(),
+    }
+    .encode();
+    swarm.handle_input(
+        Input::Message {
+            link: LinkId(1),
+            data: &hs,
+        },
+        t0,
+    );
+    swarm
+}
+
+fn drain(swarm: &mut Swarm) -> Vec<Output> {
+    let mut out = Vec::new();
+    loop {
+        match swarm.poll_output() {
+            Output::Timeout(_) => return out,
+            o => out.push(o),
+        }
+    }
+}
+
+#[test]
+fn a_second_manifest_request_closes_the_link() {
+    let (_, manifest) = content(MIB, 15);
+    let t0 = std::time::Instant::now();
+    let mut swarm = seeder_with_link(&manifest, t0);
+    drain(&mut swarm);
+    let request = WireMessage::ManifestRequest.encode();
+    swarm.handle_input(
+        Input::Message {
+            link: LinkId(1),
+            data: &request,
+        },
+        t0,
+    );
+    let first = drain(&mut swarm);
+    assert!(
+        first.iter().any(|o| matches!(o, Output::Transmit { .. })),
+        "answered once"
+    );
+    swarm.handle_input(
+        Input::Message {
+            link: LinkId(1),
+            data: &request,
+        },
+        t0,
+    );
+    let second = drain(&mut swarm);
+    assert!(
+        second.iter().any(|o| matches!(
+            o,
+            Output::CloseLink {
+                reason: shoal_transfer::CloseReason::ProtocolViolation(_),
+                ..
+            }
+        )),
+        "{second:?}"
+    );
+}
+
+#[test]
+fn links_beyond_the_cap_and_idle_links_close() {
+    let (_, manifest) = content(MIB, 16);
+    let t0 = std::time::Instant::now();
+    let mut swarm = seeder_with_link(&manifest, t0);
+    let cap = SwarmConfig::default().max_links;
+    for i in 2..=cap as u64 + 1 {
+        swarm.handle_input(
+            Input::LinkOpened {
+                link: LinkId(i),
+                node: NodeId::random(),
+                max_message_bytes: 262_144,
+            },
+            t0,
+        );
+    }
+    let out = drain(&mut swarm);
+    let refused: Vec<_> = out
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::CloseLink {
+                    reason: shoal_transfer::CloseReason::TooManyLinks,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "only the link past the cap is refused");
+    assert_eq!(swarm.link_count(), cap);
+    // Nothing arrives for the idle timeout: every link closes.
+    let later = t0 + SwarmConfig::default().idle_timeout + Duration::from_secs(1);
+    swarm.handle_input(Input::Timeout, later);
+    drain(&mut swarm);
+    assert_eq!(swarm.link_count(), 0);
 }

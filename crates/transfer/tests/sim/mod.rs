@@ -41,6 +41,8 @@ pub struct Misbehaviour {
     pub corrupt_pieces: Vec<u32>,
     /// Answers a manifest request with this instead of the real manifest.
     pub fake_manifest: Option<Vec<u8>>,
+    /// Never sends manifest data (but keeps the link open).
+    pub withhold_manifest: bool,
 }
 
 pub struct SimNode {
@@ -353,6 +355,14 @@ impl Sim {
             l.spec.max_message_bytes
         );
         let mut message = message;
+        if self.nodes[n].misbehaviour.withhold_manifest
+            && matches!(
+                WireMessage::decode(&message),
+                Ok(WireMessage::ManifestData { .. })
+            )
+        {
+            return;
+        }
         // A liar corrupting pieces on the wire.
         if let Ok(WireMessage::Piece {
             piece,
