@@ -22,6 +22,11 @@ use crate::signaling::{self, SignalingEvent};
 use crate::swarm_task::{self, Store, SwarmCommand, SwarmEnded, SwarmSpec};
 use crate::{Command, NodeConfig, NodeError};
 
+/// Peer connections being set up at once on behalf of other nodes (answers to their
+/// offers), in total and per node; offers beyond are ignored.
+const MAX_INBOUND_SETUPS: usize = 32;
+const MAX_INBOUND_SETUPS_PER_PEER: usize = 4;
+
 /// How often downloads look for new holders and check that they still have a source.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -46,10 +51,12 @@ pub(crate) enum Internal {
         transfer: Option<TransferId>,
         reason: String,
     },
-    /// A link of a download closed (the swarm task says so).
+    /// A link of a download closed (the swarm task says so); `delivered` when that peer sent
+    /// at least one verified piece.
     LinkClosed {
         transfer: TransferId,
         peer: NodeId,
+        delivered: bool,
     },
     PeerBanned {
         transfer: TransferId,
@@ -79,7 +86,7 @@ enum Setup {
 
 struct Share {
     file: SharedFile,
-    swarm: mpsc::Sender<SwarmCommand>,
+    swarm: mpsc::UnboundedSender<SwarmCommand>,
     announced: bool,
     waiting: Vec<oneshot::Sender<Result<SharedFile, NodeError>>>,
 }
@@ -97,7 +104,7 @@ const MAX_CONNECT_FAILURES: u32 = 2;
 
 struct Download {
     info_hash: InfoHash,
-    swarm: mpsc::Sender<SwarmCommand>,
+    swarm: mpsc::UnboundedSender<SwarmCommand>,
     peers: HashMap<NodeId, PeerSlots>,
     banned: HashSet<NodeId>,
     last_failure: Option<String>,
@@ -115,7 +122,9 @@ struct Actor {
     config: NodeConfig,
     events: mpsc::Sender<NodeEvent>,
     to_server: mpsc::Sender<ClientToServer>,
-    internal_tx: mpsc::Sender<Internal>,
+    /// Unbounded on purpose: tasks report here and must never block on the actor (the actor
+    /// also sends to them); the messages are few (one per link event or task end).
+    internal_tx: mpsc::UnboundedSender<Internal>,
     node_id: Option<NodeId>,
     server_ice: Vec<IceServer>,
     next_request: u64,
@@ -125,6 +134,10 @@ struct Actor {
     downloads: HashMap<TransferId, Download>,
     /// Remote signals for peer connections being set up, by connection id.
     connecting: HashMap<ConnectionId, mpsc::Sender<Signal>>,
+    /// Answers being set up, per offering node.
+    inbound_setups: HashMap<NodeId, usize>,
+    /// Info hashes whose download lookup is under way (a second download waits for none).
+    looking_up: HashSet<InfoHash>,
     /// Finished downloads of this node's life, for the media server.
     completed: HashMap<InfoHash, PathBuf>,
     /// Started on first use.
@@ -145,7 +158,7 @@ pub(crate) async fn run(
         from_server_tx,
         events.clone(),
     ));
-    let (internal_tx, mut internal) = mpsc::channel(256);
+    let (internal_tx, mut internal) = mpsc::unbounded_channel();
     let mut actor = Actor {
         config,
         events,
@@ -161,6 +174,8 @@ pub(crate) async fn run(
         connecting: HashMap::new(),
         completed: HashMap::new(),
         media: None,
+        inbound_setups: HashMap::new(),
+        looking_up: HashSet::new(),
     };
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -206,10 +221,12 @@ impl Actor {
         let id = self.next_request;
         self.next_request += 1;
         self.pending.insert(id, pending);
-        if self.to_server.send(message(id)).await.is_err()
+        // Never wait on the signaling task: it may itself be waiting to hand us a message.
+        if self.to_server.try_send(message(id)).is_err()
             && let Some(p) = self.pending.remove(&id)
         {
-            self.fail_pending(p, || NodeError::Stopped);
+            let url = self.config.server_url.clone();
+            self.fail_pending(p, || NodeError::NotConnected { url: url.clone() });
         }
     }
 
@@ -218,7 +235,10 @@ impl Actor {
             Pending::Reply(reply) => {
                 let _ = reply.send(Err(error()));
             }
-            Pending::DownloadLookup { reply, .. } => {
+            Pending::DownloadLookup {
+                info_hash, reply, ..
+            } => {
+                self.looking_up.remove(&info_hash);
                 let _ = reply.send(Err(error()));
             }
             Pending::Announce(hashes) => {
@@ -256,11 +276,14 @@ impl Actor {
                 out_dir,
                 reply,
             } => {
-                if self.downloads.values().any(|d| d.info_hash == info_hash) {
+                if self.looking_up.contains(&info_hash)
+                    || self.downloads.values().any(|d| d.info_hash == info_hash)
+                {
                     let _ = reply.send(Err(NodeError::AlreadyDownloading { info_hash }));
                     return;
                 }
                 let out_dir = out_dir.unwrap_or_else(|| self.config.download_dir.clone());
+                self.looking_up.insert(info_hash);
                 self.request(
                     |id| ClientToServer::Lookup {
                         info_hash,
@@ -279,7 +302,7 @@ impl Actor {
                     let _ = reply.send(Err(NodeError::UnknownTransfer(transfer.0)));
                     return;
                 };
-                let _ = download.swarm.send(SwarmCommand::Cancel).await;
+                let _ = download.swarm.send(SwarmCommand::Cancel);
                 let _ = reply.send(Ok(()));
             }
             Command::NodeId { reply } => {
@@ -328,13 +351,11 @@ impl Actor {
                     source: std::io::Error::other(e.to_string()),
                 })
             });
-            let _ = internal
-                .send(Internal::Hashed {
-                    path,
-                    result,
-                    reply,
-                })
-                .await;
+            let _ = internal.send(Internal::Hashed {
+                path,
+                result,
+                reply,
+            });
         });
     }
 
@@ -378,7 +399,7 @@ impl Actor {
             category: Category::from_mime(&mime),
             mime,
         };
-        let (swarm_tx, swarm_rx) = mpsc::channel(64);
+        let (swarm_tx, swarm_rx) = mpsc::unbounded_channel();
         let spec = SwarmSpec {
             info_hash,
             transfer: None,
@@ -443,7 +464,7 @@ impl Actor {
         let Some(share) = self.shares.remove(&info_hash) else {
             return Err(NodeError::NotShared { info_hash });
         };
-        let _ = share.swarm.send(SwarmCommand::Stop).await;
+        let _ = share.swarm.send(SwarmCommand::Stop);
         for waiting in share.waiting {
             let _ = waiting.send(Err(NodeError::NotShared { info_hash }));
         }
@@ -532,6 +553,14 @@ impl Actor {
                     ServerToClient::Error { code, reason, .. } => Some((*code, reason.clone())),
                     _ => None,
                 };
+                // The server refuses a whole message for one bad file: announce the files of
+                // a refused batch one by one, so only the refused one is dropped.
+                if error.is_some() && hashes.len() > 1 {
+                    for h in hashes {
+                        self.announce(vec![h]).await;
+                    }
+                    return;
+                }
                 for h in hashes {
                     let Some(share) = self.shares.get_mut(&h) else {
                         continue;
@@ -549,6 +578,7 @@ impl Actor {
                             }
                         }
                         Some((code, reason)) => {
+                            let waited = !share.waiting.is_empty();
                             for waiting in share.waiting.drain(..) {
                                 let _ = waiting.send(Err(NodeError::Server {
                                     code: *code,
@@ -556,7 +586,16 @@ impl Actor {
                                 }));
                             }
                             if let Some(share) = self.shares.remove(&h) {
-                                let _ = share.swarm.send(SwarmCommand::Stop).await;
+                                let _ = share.swarm.send(SwarmCommand::Stop);
+                            }
+                            // A share that was already up (re-announced after a reconnect)
+                            // ends here: say so.
+                            if !waited {
+                                self.emit(NodeEvent::ShareStopped {
+                                    info_hash: h,
+                                    reason: format!("the signaling server refused it: {reason}"),
+                                })
+                                .await;
                             }
                         }
                     }
@@ -567,6 +606,7 @@ impl Actor {
                 out_dir,
                 reply,
             } => {
+                self.looking_up.remove(&info_hash);
                 let result = match message {
                     ServerToClient::LookupResult { file, .. } => {
                         self.start_download(info_hash, file, out_dir).await
@@ -629,6 +669,13 @@ impl Actor {
 
     /// Answers an offer from `peer` (it wants something we hold).
     fn accept(&mut self, peer: NodeId, connection_id: ConnectionId, sdp: String) {
+        let total: usize = self.inbound_setups.values().sum();
+        let from_peer = self.inbound_setups.get(&peer).copied().unwrap_or(0);
+        if total >= MAX_INBOUND_SETUPS || from_peer >= MAX_INBOUND_SETUPS_PER_PEER {
+            debug!(peer = %peer.short(), "too many connections being set up; offer ignored");
+            return;
+        }
+        *self.inbound_setups.entry(peer).or_default() += 1;
         debug!(peer = %peer.short(), connection = %connection_id.short(), "accepting");
         self.set_up_link(peer, connection_id, None, Setup::Answer(sdp));
     }
@@ -691,8 +738,18 @@ impl Actor {
                     reason,
                 },
             };
-            let _ = internal.send(message).await;
+            let _ = internal.send(message);
         });
+    }
+
+    /// An answer set-up ended (ready or failed).
+    fn inbound_done(&mut self, peer: NodeId) {
+        if let Some(n) = self.inbound_setups.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.inbound_setups.remove(&peer);
+            }
+        }
     }
 
     async fn on_internal(&mut self, message: Internal) {
@@ -718,21 +775,27 @@ impl Actor {
                     slots.pending = slots.pending.saturating_sub(1);
                     slots.live += 1;
                 }
-                // A download of this content takes it first (it also serves what it has),
-                // then a share.
-                let swarm = self
-                    .downloads
-                    .iter()
-                    .find(|(_, d)| d.info_hash == info_hash)
-                    .map(|(_, d)| d.swarm.clone())
-                    .or_else(|| self.shares.get(&info_hash).map(|s| s.swarm.clone()));
+                if transfer.is_none() {
+                    self.inbound_done(peer);
+                }
+                // Our own download's link goes to that download; a peer's link to a download
+                // of that content (it serves what it has), else to the share.
+                let swarm = match transfer {
+                    Some(t) => self.downloads.get(&t).map(|d| d.swarm.clone()),
+                    None => self
+                        .downloads
+                        .values()
+                        .find(|d| d.info_hash == info_hash)
+                        .map(|d| d.swarm.clone())
+                        .or_else(|| self.shares.get(&info_hash).map(|s| s.swarm.clone())),
+                };
                 match swarm {
                     Some(swarm) => {
                         let add = SwarmCommand::AddLink { peer, link, data };
                         if let Err(mpsc::error::SendError(SwarmCommand::AddLink { link, .. })) =
-                            swarm.send(add).await
+                            swarm.send(add)
                         {
-                            link.close().await;
+                            tokio::spawn(async move { link.close().await });
                         }
                     }
                     None => {
@@ -748,6 +811,9 @@ impl Actor {
                 reason,
             } => {
                 self.connecting.remove(&connection_id);
+                if transfer.is_none() {
+                    self.inbound_done(peer);
+                }
                 debug!(peer = %peer.short(), %reason, "peer connection failed");
                 if let Some(t) = transfer
                     && let Some(d) = self.downloads.get_mut(&t)
@@ -760,10 +826,19 @@ impl Actor {
                     d.last_failure = Some(format!("connecting to {}: {reason}", peer.short()));
                 }
             }
-            Internal::LinkClosed { transfer, peer } => {
+            Internal::LinkClosed {
+                transfer,
+                peer,
+                delivered,
+            } => {
                 if let Some(d) = self.downloads.get_mut(&transfer) {
                     let slots = d.peers.entry(peer).or_default();
                     slots.live = slots.live.saturating_sub(1);
+                    // A holder that connects but never delivers counts as failing, or the
+                    // download would reconnect to it forever.
+                    if !delivered && slots.live + slots.pending == 0 {
+                        slots.failures += 1;
+                    }
                     d.last_failure
                         .get_or_insert_with(|| format!("peer {} went away", peer.short()));
                 }
@@ -801,7 +876,7 @@ impl Actor {
         }
         let transfer = TransferId(self.next_transfer);
         self.next_transfer += 1;
-        let (swarm_tx, swarm_rx) = mpsc::channel(64);
+        let (swarm_tx, swarm_rx) = mpsc::unbounded_channel();
         let spec = SwarmSpec {
             info_hash,
             transfer: Some(transfer),
@@ -911,7 +986,7 @@ impl Actor {
                 }
                 .to_string(),
             };
-            let _ = d.swarm.send(SwarmCommand::Fail(reason)).await;
+            let _ = d.swarm.send(SwarmCommand::Fail(reason));
         }
     }
 
@@ -956,10 +1031,10 @@ impl Actor {
 
     async fn shutdown(&mut self) {
         for d in self.downloads.values() {
-            let _ = d.swarm.send(SwarmCommand::Stop).await;
+            let _ = d.swarm.send(SwarmCommand::Stop);
         }
         for s in self.shares.values() {
-            let _ = s.swarm.send(SwarmCommand::Stop).await;
+            let _ = s.swarm.send(SwarmCommand::Stop);
         }
         // Wait for swarm tasks to save their state and close their links.
         for d in self.downloads.values() {

@@ -112,12 +112,17 @@ async fn session(
     })
     .await
     .map_err(|_| "the server did not welcome us within 10 s".to_owned())??;
-    let (node_id, ice_servers) = match welcome {
+    let (node_id, ice_servers, heartbeat) = match welcome {
         ServerToClient::Welcome {
             node_id,
             ice_servers,
+            heartbeat_interval_ms,
             ..
-        } => (node_id, ice_servers),
+        } => (
+            node_id,
+            ice_servers,
+            Duration::from_millis(heartbeat_interval_ms.clamp(1000, 300_000)),
+        ),
         ServerToClient::Error { reason, .. } => {
             return Err(format!("the server refused us: {reason}"));
         }
@@ -135,8 +140,18 @@ async fn session(
     {
         return Ok(());
     }
+    // The server pings every heartbeat; silence for three of them (plus slack) means the
+    // connection died without a close (suspend, NAT timeout), and the server has dropped us.
+    let silence_limit = heartbeat * 3 + Duration::from_secs(5);
+    let mut last_frame = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(last_frame + silence_limit) => {
+                return Err(format!(
+                    "no word from the server for {} s",
+                    silence_limit.as_secs()
+                ));
+            }
             message = outgoing.recv() => {
                 let Some(message) = message else {
                     let _ = ws.close(None).await;
@@ -144,7 +159,7 @@ async fn session(
                 };
                 send(&mut ws, &message).await?;
             }
-            frame = ws.next() => match frame {
+            frame = ws.next() => match frame.inspect(|_| last_frame = tokio::time::Instant::now()) {
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerToClient>(&text) {
                     Ok(message) => {
                         if incoming.send(SignalingEvent::Message(message)).await.is_err() {
@@ -172,11 +187,15 @@ async fn session(
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Longest one write to the server may take before the connection counts as dead.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn send(ws: &mut Ws, message: &ClientToServer) -> Result<(), String> {
     let text = serde_json::to_string(message).map_err(|e| e.to_string())?;
-    ws.send(Message::text(text))
-        .await
-        .map_err(|e| format!("connection error: {e}"))
+    match tokio::time::timeout(WRITE_TIMEOUT, ws.send(Message::text(text))).await {
+        Ok(result) => result.map_err(|e| format!("connection error: {e}")),
+        Err(_) => Err("the server stopped taking messages".into()),
+    }
 }
 
 fn describe_connect_error(e: &tokio_tungstenite::tungstenite::Error) -> String {

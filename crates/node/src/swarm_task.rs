@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,12 +26,15 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 const RESUME_INTERVAL: Duration = Duration::from_secs(1);
 /// Messages from all link readers waiting for the swarm task.
 const IO_QUEUE: usize = 256;
+/// Bytes queued for one link's writer before the link is closed as not reading. The swarm
+/// queues at most two pieces, a manifest (at most 16 MB) and control messages per link.
+const MAX_QUEUED_BYTES: usize = 32 << 20;
 
 pub(crate) struct SwarmSpec {
     pub(crate) info_hash: InfoHash,
     pub(crate) transfer: Option<TransferId>,
     pub(crate) events: mpsc::Sender<NodeEvent>,
-    pub(crate) internal: mpsc::Sender<Internal>,
+    pub(crate) internal: mpsc::UnboundedSender<Internal>,
 }
 
 pub(crate) enum Store {
@@ -72,6 +76,8 @@ enum LinkIo {
 struct LinkEntry {
     peer: NodeId,
     writer: mpsc::UnboundedSender<(Bytes, bool)>,
+    /// Bytes handed to the writer and not yet sent.
+    queued_bytes: Arc<AtomicUsize>,
     link: Arc<PeerLink>,
     tasks: [JoinHandle<()>; 2],
 }
@@ -109,7 +115,7 @@ pub(crate) async fn run_seeding(
     manifest: Manifest,
     store: Store,
     config: SwarmConfig,
-    commands: mpsc::Receiver<SwarmCommand>,
+    commands: mpsc::UnboundedReceiver<SwarmCommand>,
 ) {
     let now = Instant::now().into_std();
     let have = Bitfield::full(manifest.layout().piece_count());
@@ -136,7 +142,7 @@ pub(crate) async fn run_download(
     len_bytes: u64,
     dir: PathBuf,
     config: SwarmConfig,
-    commands: mpsc::Receiver<SwarmCommand>,
+    commands: mpsc::UnboundedReceiver<SwarmCommand>,
 ) {
     let info_hash = spec.info_hash;
     let resume_dir = dir.clone();
@@ -199,15 +205,12 @@ async fn fail_early(spec: SwarmSpec, reason: String) {
             })
             .await;
     }
-    let _ = spec
-        .internal
-        .send(Internal::SwarmEnded(SwarmEnded {
-            info_hash: spec.info_hash,
-            transfer: spec.transfer,
-            error: Some(reason),
-            path: None,
-        }))
-        .await;
+    let _ = spec.internal.send(Internal::SwarmEnded(SwarmEnded {
+        info_hash: spec.info_hash,
+        transfer: spec.transfer,
+        error: Some(reason),
+        path: None,
+    }));
 }
 
 /// Bytes covered by the pieces set in `have`.
@@ -274,7 +277,7 @@ impl Driver {
 
     async fn run(
         mut self,
-        mut commands: mpsc::Receiver<SwarmCommand>,
+        mut commands: mpsc::UnboundedReceiver<SwarmCommand>,
         mut io_rx: mpsc::Receiver<LinkIo>,
     ) {
         let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
@@ -309,10 +312,19 @@ impl Driver {
                     message,
                     piece_end,
                 } => {
-                    if let Some(entry) = self.links.get(&link) {
-                        // Unbounded on purpose: the swarm bounds what it queues per link
-                        // (two pieces of data plus control messages), and the writer must
-                        // never block this task (it would deadlock with the readers).
+                    let Some(entry) = self.links.get(&link) else {
+                        continue;
+                    };
+                    // Unbounded so the writer never blocks this task (that would deadlock
+                    // with the readers), but a peer that stops reading while we keep
+                    // answering it is dropped past MAX_QUEUED_BYTES.
+                    let len = message.len();
+                    let queued = entry.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+                    if queued > MAX_QUEUED_BYTES {
+                        warn!(%link, queued, "peer is not reading; closing the link");
+                        self.feed(Input::LinkClosed { link });
+                        self.remove_link(link);
+                    } else {
                         let _ = entry.writer.send((message, piece_end));
                     }
                 }
@@ -388,7 +400,7 @@ impl Driver {
                         peer: node,
                         reason: reason.to_string(),
                     });
-                    let _ = self.spec.internal.try_send(Internal::PeerBanned {
+                    let _ = self.spec.internal.send(Internal::PeerBanned {
                         transfer,
                         peer: node,
                     });
@@ -408,6 +420,7 @@ impl Driver {
         let data = Arc::new(data);
         let link = Arc::new(link);
         let (writer_tx, mut writer_rx) = mpsc::unbounded_channel::<(Bytes, bool)>();
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let reader = {
             let data = data.clone();
             let io = self.io_tx.clone();
@@ -430,9 +443,13 @@ impl Driver {
         let writer = {
             let data = data.clone();
             let io = self.io_tx.clone();
+            let queued_bytes = queued_bytes.clone();
             tokio::spawn(async move {
                 while let Some((message, piece_end)) = writer_rx.recv().await {
-                    if let Err(e) = data.send(message).await {
+                    let len = message.len();
+                    let sent = data.send(message).await;
+                    queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                    if let Err(e) = sent {
                         debug!(link = %id, error = %e, "send failed");
                         let _ = io.send(LinkIo::Closed { link: id }).await;
                         return;
@@ -466,6 +483,7 @@ impl Driver {
             LinkEntry {
                 peer,
                 writer: writer_tx,
+                queued_bytes,
                 link,
                 tasks: [reader, writer],
             },
@@ -488,9 +506,10 @@ impl Driver {
         let peer_link = entry.link;
         tokio::spawn(async move { peer_link.close().await });
         if let Some(transfer) = self.spec.transfer {
-            let _ = self.spec.internal.try_send(Internal::LinkClosed {
+            let _ = self.spec.internal.send(Internal::LinkClosed {
                 transfer,
                 peer: entry.peer,
+                delivered: self.per_peer.get(&entry.peer).is_some_and(|b| *b > 0),
             });
         }
     }
@@ -619,16 +638,12 @@ impl Driver {
             Some(Err(reason)) => (None, Some(reason)),
             None => (None, None),
         };
-        let _ = self
-            .spec
-            .internal
-            .send(Internal::SwarmEnded(SwarmEnded {
-                info_hash,
-                transfer: self.spec.transfer,
-                error,
-                path,
-            }))
-            .await;
+        let _ = self.spec.internal.send(Internal::SwarmEnded(SwarmEnded {
+            info_hash,
+            transfer: self.spec.transfer,
+            error,
+            path,
+        }));
     }
 
     /// Moves the verified `.part` file to its final name (fsync and rename off the task).

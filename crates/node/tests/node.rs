@@ -3,7 +3,8 @@
 //! - a shared file appears in the other node's list and search, with its category;
 //! - a download completes with identical bytes, reports the connection type (host), progress
 //!   and a summary, and leaves no `.part` or resume file behind;
-//! - downloading an unknown info hash fails with `UnknownInfoHash`;
+//! - downloading an unknown info hash fails with `UnknownInfoHash`; a second download of the
+//!   same content while the first starts is refused (`AlreadyDownloading`);
 //! - the media server serves a finished download with HTTP Range (206 and the right bytes),
 //!   refuses a wrong token, and serves nothing that is neither shared nor downloaded;
 //! - unsharing removes the file from the index.
@@ -101,10 +102,16 @@ async fn share_list_download_unshare() {
     let found = viewer.search("HOLIDAY", None).await.expect("search");
     assert_eq!(found.len(), 1);
 
-    let transfer = viewer
-        .download(shared.info_hash, None)
-        .await
-        .expect("download starts");
+    // Two clicks on Download in a row: one download, one clear refusal.
+    let (first, second) = tokio::join!(
+        viewer.download(shared.info_hash, None),
+        viewer.download(shared.info_hash, None)
+    );
+    let transfer = match (first, second) {
+        (Ok(t), Err(NodeError::AlreadyDownloading { .. }))
+        | (Err(NodeError::AlreadyDownloading { .. }), Ok(t)) => t,
+        other => panic!("expected one download and one refusal, got {other:?}"),
+    };
     let connected = next(&mut viewer_events, |e| {
         matches!(e, NodeEvent::PeerConnected { .. })
     })
