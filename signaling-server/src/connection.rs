@@ -320,6 +320,14 @@ impl Connection {
                         )
                         .await
                     }
+                    Err(RelayError::Busy) => {
+                        self.refuse(
+                            ErrorCode::PeerBusy,
+                            format!("node {to} is not keeping up; the signal was dropped"),
+                            None,
+                        )
+                        .await
+                    }
                 }
             }
         }

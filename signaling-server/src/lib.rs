@@ -67,6 +67,8 @@ impl Shared {
     }
 
     fn status(&self, relayed_per_sec: f64) -> ServerStatus {
+        // Read /proc before taking the lock every relay needs.
+        let rss_bytes = status::resident_memory_bytes().unwrap_or(0);
         let registry = self.registry();
         ServerStatus {
             nodes: registry.node_count() as u64,
@@ -74,7 +76,7 @@ impl Shared {
             holders: registry.holder_count(),
             relayed_total: registry.relayed_total(),
             relayed_per_sec,
-            rss_bytes: status::resident_memory_bytes().unwrap_or(0),
+            rss_bytes,
             uptime_ms: self.started.elapsed().as_millis() as u64,
         }
     }

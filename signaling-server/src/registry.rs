@@ -33,15 +33,16 @@ impl Peer {
         }
     }
 
-    /// Queues a frame; a full or closed queue kicks the client. Returns whether it was queued.
-    fn offer(&self, message: Message) -> bool {
-        match self.tx.try_send(message) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kick.notify_one();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+    /// Queues a frame. Returns whether it was queued.
+    fn try_queue(&self, message: Message) -> Result<(), mpsc::error::TrySendError<Message>> {
+        self.tx.try_send(message)
+    }
+
+    /// Queues a server-made frame; a full queue kicks the client (it stopped reading: the
+    /// server sends it at most a few notices a second).
+    fn offer(&self, message: Message) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.try_queue(message) {
+            self.kick.notify_one();
         }
     }
 }
@@ -71,9 +72,13 @@ impl Entry {
 }
 
 /// Why a `signal` could not be relayed.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum RelayError {
     /// The target is not connected.
     UnknownPeer,
+    /// The target's queue is full. The sender is told; the target is not punished, or any
+    /// node could get any other dropped by flooding it with signals.
+    Busy,
 }
 
 pub(crate) struct Registry {
@@ -292,12 +297,17 @@ impl Registry {
     /// [`RelayError::UnknownPeer`] when `to` is not connected.
     pub(crate) fn relay(&mut self, to: NodeId, frame: Message) -> Result<(), RelayError> {
         let peer = self.peers.get(&to).ok_or(RelayError::UnknownPeer)?;
-        if peer.offer(frame) {
-            self.relayed_total += 1;
-        } else {
-            debug!(peer = %to.short(), "relay target not reading; dropped");
+        match peer.try_queue(frame) {
+            Ok(()) => {
+                self.relayed_total += 1;
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                debug!(peer = %to.short(), "relay target not keeping up; signal dropped");
+                Err(RelayError::Busy)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(RelayError::UnknownPeer),
         }
-        Ok(())
     }
 
     /// Queues `index_changed` with the current revision for every node.
@@ -430,7 +440,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_kicks_the_peer() {
+    fn a_full_queue_refuses_relays_but_kicks_only_on_notices() {
         let mut r = Registry::new(2);
         let a = NodeId::random();
         let (p, _rx) = peer();
@@ -440,10 +450,16 @@ mod tests {
             assert!(r.relay(a, Message::text("x")).is_ok());
         }
         assert_eq!(r.relayed_total(), 4);
-        assert!(r.relay(a, Message::text("x")).is_ok());
+        assert_eq!(r.relay(a, Message::text("x")), Err(RelayError::Busy));
         assert_eq!(r.relayed_total(), 4, "the fifth did not fit");
         let kicked = kick.notified();
         tokio::pin!(kicked);
+        assert!(
+            futures_util::FutureExt::now_or_never(kicked.as_mut()).is_none(),
+            "a sender cannot get the target dropped"
+        );
+        // A server notice that does not fit means the client stopped reading.
+        r.broadcast_index_changed();
         assert!(
             futures_util::FutureExt::now_or_never(kicked).is_some(),
             "kick permit is stored"

@@ -8,7 +8,8 @@
 //! - bad input (malformed JSON, 70 KiB messages, deep nesting, binary frames, wrong version,
 //!   messages before hello, repeated abuse) gets an error or a close code, never a crash,
 //!   and other clients keep being served;
-//! - a client that stops reading is dropped;
+//! - a client that stops reading is dropped (and signals to it are refused with `peer_busy`
+//!   meanwhile, without punishing it for what others send);
 //! - SIGTERM closes every client with 1001 and the process exits 0 within 2 s.
 
 mod common;
@@ -432,6 +433,8 @@ async fn a_client_that_stops_reading_is_dropped() {
     let config = shoal_signal::Config {
         send_queue_depth: 8,
         write_timeout: Duration::from_millis(500),
+        // The flooding sender collects peer_busy refusals; keep it connected for this test.
+        max_refusals: 1_000_000,
         ..Default::default()
     };
     let server = shoal_signal::serve(listener, config).expect("serve");
@@ -443,6 +446,7 @@ async fn a_client_that_stops_reading_is_dropped() {
     // reads. The server must drop it instead of queueing without bound.
     let sdp = "s".repeat(15 * 1024);
     let started = Instant::now();
+    let mut busy = 0;
     loop {
         sender
             .send_json(
@@ -458,14 +462,23 @@ async fn a_client_that_stops_reading_is_dropped() {
             started.elapsed() < WAIT,
             "the stalled client was never dropped"
         );
-        // Errors (unknown_peer once it is gone) are fine; drain whatever arrived.
-        while let Ok(Some(_)) = tokio::time::timeout(
+        // Errors (peer_busy while its queue is full, unknown_peer once it is gone) are
+        // expected; drain whatever arrived.
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout(
             Duration::from_millis(1),
             futures_util::StreamExt::next(&mut sender.ws),
         )
         .await
-        {}
+        {
+            if frame.to_text().is_ok_and(|t| t.contains("peer_busy")) {
+                busy += 1;
+            }
+        }
     }
+    assert!(
+        busy > 0,
+        "signals to a full queue are refused to the sender"
+    );
     println!(
         "stalled client dropped after {:?}, server rss {} MiB",
         started.elapsed(),

@@ -345,6 +345,9 @@ pub enum ErrorCode {
     LimitExceeded,
     /// The node a `signal` was addressed to is not connected.
     UnknownPeer,
+    /// The node a `signal` was addressed to is not reading fast enough; the signal was
+    /// dropped.
+    PeerBusy,
     /// An announcement contradicts the index (same info hash, different size).
     Conflict,
 }
