@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use shoal_node::{
@@ -41,8 +42,6 @@ struct View {
 struct Inner {
     settings: Settings,
     node: NodeHandle,
-    /// Bumped at every node restart; a pump of an older node stops.
-    generation: u64,
     hosting: Option<Hosting>,
     /// Paths the user shares, re-shared when the node restarts.
     shared_paths: Vec<PathBuf>,
@@ -54,6 +53,10 @@ pub struct AppCore {
     config_dir: PathBuf,
     view: Mutex<View>,
     inner: tokio::sync::Mutex<Inner>,
+    /// Bumped at every node restart; a pump of an older node stops. Atomic so the pump never
+    /// waits for `inner`, which a settings change holds while the old node shuts down (the
+    /// old node may be waiting for its pump to take an event).
+    generation: AtomicU64,
     /// The current node, for one-line commands without awaiting `inner`.
     node: Mutex<NodeHandle>,
     settings: Mutex<Settings>,
@@ -118,12 +121,12 @@ impl AppCore {
             inner: tokio::sync::Mutex::new(Inner {
                 settings: settings.clone(),
                 node: node.clone(),
-                generation: 0,
                 hosting,
                 shared_paths: Vec::new(),
             }),
             node: Mutex::new(node),
             settings: Mutex::new(settings),
+            generation: AtomicU64::new(0),
         });
         core.log("info", "Shoal started");
         if let Some(e) = hosting_error {
@@ -340,7 +343,7 @@ impl AppCore {
         }
         let url = server_url(&settings, inner.hosting.as_ref());
         let (node, events) = Node::spawn(node_config(&settings, url));
-        inner.generation += 1;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         inner.node = node.clone();
         *lock(&self.node) = node;
         {
@@ -362,15 +365,15 @@ impl AppCore {
                 self.emit(&mut view, UiEvent::Transfer { transfer });
             }
         }
-        tauri::async_runtime::spawn(pump(self.clone(), events, inner.generation));
+        tauri::async_runtime::spawn(pump(self.clone(), events, generation));
         let paths = inner.shared_paths.clone();
         drop(inner);
         self.share_paths(paths);
         Ok(self.snapshot())
     }
 
-    async fn generation(&self) -> u64 {
-        self.inner.lock().await.generation
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     fn on_event(&self, event: NodeEvent) {
@@ -584,7 +587,7 @@ async fn start_hosting(settings: &Settings) -> (Option<Hosting>, Option<String>)
 /// Feeds one node's events to the app until that node is replaced.
 async fn pump(core: Arc<AppCore>, mut events: mpsc::Receiver<NodeEvent>, generation: u64) {
     while let Some(event) = events.recv().await {
-        if core.generation().await != generation {
+        if core.generation() != generation {
             break;
         }
         core.on_event(event);

@@ -395,27 +395,32 @@ async fn app_figures() {
         serde_json::json!({"host": true, "hostPort": 0, "downloadDir": root.path().join("dl-solo")}),
     );
     let (_x, display) = xvfb();
-    let spawned = Instant::now();
-    let mut app = Kill(
-        Command::new(bin("shoal-app"))
-            .env("DISPLAY", &display)
-            .env("SHOAL_CONFIG_DIR", &config)
-            .env("RUST_LOG", "shoal_app=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = BufReader::new(app.0.stderr.take().unwrap());
-    let mut ready_ms = None;
-    for line in stderr.lines().map_while(Result::ok) {
-        if line.contains("window interactive") {
-            ready_ms = Some(spawned.elapsed().as_millis());
-            println!("app log: {line}");
-            break;
-        }
-    }
-    let ready_ms = ready_ms.expect("the window became interactive");
+    // The first launch after a build reads the binary and WebKit's files from disk; later
+    // ones find them in the page cache. Both are reported.
+    let launch = || {
+        let spawned = Instant::now();
+        let mut app = Kill(
+            Command::new(bin("shoal-app"))
+                .env("DISPLAY", &display)
+                .env("SHOAL_CONFIG_DIR", &config)
+                .env("RUST_LOG", "shoal_app=info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let stderr = BufReader::new(app.0.stderr.take().unwrap());
+        let ready = stderr
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains("window interactive"))
+            .map(|_| spawned.elapsed().as_millis())
+            .expect("the window became interactive");
+        (app, ready)
+    };
+    let (first, first_ms) = launch();
+    drop(first);
+    let (app, ready_ms) = launch();
     let pid = app.0.id();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (t0, _) = cpu_and_rss(pid);
@@ -510,7 +515,9 @@ async fn app_figures() {
         .unwrap_or_default()
         .to_owned();
 
-    println!("cold start to interactive window: {ready_ms} ms (spawn to first app_state)");
+    println!(
+        "start to interactive window (spawn to the UI's first app_state): {first_ms} ms first launch after the build, {ready_ms} ms next launch"
+    );
     println!(
         "idle: RSS {:.1} MiB, CPU {cpu:.2} % of one core over {} s",
         rss as f64 / 1048576.0,
