@@ -446,7 +446,10 @@ impl AppCore {
                         (p.len_bytes.saturating_sub(p.bytes_done) as f64 / p.rate_bytes_per_sec)
                             .ceil() as u64
                     });
-                    t.peers.truncate(p.peers);
+                    // `peers` lists nodes (a download may hold two connections to one).
+                    if p.peers == 0 {
+                        t.peers.clear();
+                    }
                     let transfer = t.clone();
                     self.emit(&mut view, UiEvent::Transfer { transfer });
                 }
@@ -458,10 +461,13 @@ impl AppCore {
                 ..
             } => {
                 if let Some(t) = view.transfers.get_mut(&transfer.0) {
-                    t.peers.push(PeerInfo {
+                    let info = PeerInfo {
                         peer: peer.short(),
                         candidate_type: candidate_type.to_string(),
-                    });
+                    };
+                    if !t.peers.contains(&info) {
+                        t.peers.push(info);
+                    }
                     let transfer = t.clone();
                     self.emit(&mut view, UiEvent::Transfer { transfer });
                 }

@@ -489,6 +489,13 @@ async fn app_figures() {
     let button = b.wait_css(&format!("{row} button.download")).await;
     let clicked = Instant::now();
     button.click().await.unwrap();
+    // Mid-transfer: the card shows progress, speed and how each peer is reached.
+    b.wait_text(
+        &format!(".transfer[data-info-hash='{info_hash}'][data-state='running']"),
+        |t| t.contains("direct") && (t.contains("MiB of") || t.contains("GiB of")),
+    )
+    .await;
+    b.screenshot("fig-running").await;
     b.wait_css(&format!(
         ".transfer[data-info-hash='{info_hash}'][data-state='completed']"
     ))
