@@ -144,6 +144,18 @@ impl App {
         std::fs::write(dir.join(format!("app-{}-{step}.png", self.name)), png).unwrap();
     }
 
+    /// Waits for the app to host and connect; returns the `ws://` address it shows others.
+    async fn hosting_address(&self) -> String {
+        self.wait_css("#connection[data-state='connected']").await;
+        let text = self
+            .wait_text("#hosting-address", |t| t.contains("ws://"))
+            .await;
+        text.split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .unwrap_or_else(|| panic!("no ws:// address shown: {text:?}"))
+            .to_owned()
+    }
+
     /// Waits until the element's text satisfies `pred`; returns the text.
     async fn wait_text(&self, css: &str, pred: impl Fn(&str) -> bool) -> String {
         let started = Instant::now();
@@ -277,15 +289,7 @@ async fn two_apps_share_download_and_play_a_video() {
     let b = App::start("b", &config_b).await;
 
     // 1. A hosts and shows the address.
-    a.wait_css("#connection[data-state='connected']").await;
-    let address = a
-        .wait_text("#hosting-address", |t| t.contains("ws://"))
-        .await;
-    let address = address
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
-        .unwrap_or_else(|| panic!("no ws:// address shown: {address:?}"))
-        .to_owned();
+    let address = a.hosting_address().await;
     a.screenshot("1-hosting").await;
     b.screenshot("1-start").await;
 
@@ -455,15 +459,7 @@ async fn app_figures() {
         serde_json::json!({"host": true, "hostPort": 0, "downloadDir": root.path().join("dl-a")}),
     );
     let a = App::start("fig-a", &config_a).await;
-    a.wait_css("#connection[data-state='connected']").await;
-    let address = a
-        .wait_text("#hosting-address", |t| t.contains("ws://"))
-        .await;
-    let address = address
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
-        .unwrap()
-        .to_owned();
+    let address = a.hosting_address().await;
     write_settings(
         &config_b,
         serde_json::json!({"host": false, "serverUrl": address, "downloadDir": downloads_b}),
