@@ -188,6 +188,7 @@ pub(crate) async fn run(
                     return;
                 }
                 Some(command) => actor.on_command(command).await,
+                // Every handle dropped.
                 None => {
                     actor.shutdown().await;
                     return;
@@ -195,7 +196,7 @@ pub(crate) async fn run(
             },
             Some(event) = from_server.recv() => actor.on_signaling(event).await,
             Some(message) = internal.recv() => actor.on_internal(message).await,
-            _ = refresh.tick() => actor.refresh_downloads().await,
+            _ = refresh.tick() => actor.refresh_downloads(),
         }
     }
 }
@@ -212,7 +213,7 @@ impl Actor {
     }
 
     /// Sends a request with a fresh id; the answer is routed to `pending`.
-    async fn request(&mut self, message: impl FnOnce(u64) -> ClientToServer, pending: Pending) {
+    fn request(&mut self, mut message: ClientToServer, pending: Pending) {
         if self.node_id.is_none() {
             let url = self.config.server_url.clone();
             self.fail_pending(pending, || NodeError::NotConnected { url: url.clone() });
@@ -221,8 +222,9 @@ impl Actor {
         let id = self.next_request;
         self.next_request += 1;
         self.pending.insert(id, pending);
+        message.set_request_id(id);
         // Never wait on the signaling task: it may itself be waiting to hand us a message.
-        if self.to_server.try_send(message(id)).is_err()
+        if self.to_server.try_send(message).is_err()
             && let Some(p) = self.pending.remove(&id)
         {
             let url = self.config.server_url.clone();
@@ -267,10 +269,7 @@ impl Actor {
                 files.sort_by(|a, b| a.name.cmp(&b.name));
                 let _ = reply.send(files);
             }
-            Command::Request { message, reply } => {
-                self.request(|id| with_request_id(message, id), Pending::Reply(reply))
-                    .await;
-            }
+            Command::Request { message, reply } => self.request(message, Pending::Reply(reply)),
             Command::Download {
                 info_hash,
                 out_dir,
@@ -285,17 +284,16 @@ impl Actor {
                 let out_dir = out_dir.unwrap_or_else(|| self.config.download_dir.clone());
                 self.looking_up.insert(info_hash);
                 self.request(
-                    |id| ClientToServer::Lookup {
+                    ClientToServer::Lookup {
                         info_hash,
-                        request_id: Some(id),
+                        request_id: None,
                     },
                     Pending::DownloadLookup {
                         info_hash,
                         out_dir,
                         reply,
                     },
-                )
-                .await;
+                );
             }
             Command::Cancel { transfer, reply } => {
                 let Some(download) = self.downloads.get(&transfer) else {
@@ -311,10 +309,7 @@ impl Actor {
             Command::MediaUrl { path, reply } => {
                 let _ = reply.send(self.media_url(path).await);
             }
-            Command::Shutdown { reply } => {
-                self.shutdown().await;
-                let _ = reply.send(());
-            }
+            Command::Shutdown { .. } => unreachable!("`run` handles Shutdown before dispatch"),
         }
     }
 
@@ -424,11 +419,11 @@ impl Actor {
                 waiting: vec![reply],
             },
         );
-        self.announce(vec![info_hash]).await;
+        self.announce(vec![info_hash]);
     }
 
     /// Announces shares, in batches that fit one frame.
-    async fn announce(&mut self, hashes: Vec<InfoHash>) {
+    fn announce(&mut self, hashes: Vec<InfoHash>) {
         if self.node_id.is_none() {
             return; // announced on (re)connection
         }
@@ -444,15 +439,13 @@ impl Actor {
                     category: s.file.category,
                 })
                 .collect();
-            let hashes = batch.to_vec();
             self.request(
-                move |id| ClientToServer::Announce {
+                ClientToServer::Announce {
                     files,
-                    request_id: Some(id),
+                    request_id: None,
                 },
-                Pending::Announce(hashes),
-            )
-            .await;
+                Pending::Announce(batch.to_vec()),
+            );
         }
     }
 
@@ -468,13 +461,12 @@ impl Actor {
         for waiting in share.waiting {
             let _ = waiting.send(Err(NodeError::NotShared { info_hash }));
         }
+        // Not waited on (see `request`); if the queue is full the server will learn when
+        // this node reconnects or leaves.
         if self.node_id.is_some() {
-            let _ = self
-                .to_server
-                .send(ClientToServer::Unannounce {
-                    info_hashes: vec![info_hash],
-                })
-                .await;
+            let _ = self.to_server.try_send(ClientToServer::Unannounce {
+                info_hashes: vec![info_hash],
+            });
         }
         if let Some(reason) = reason {
             self.emit(NodeEvent::ShareStopped { info_hash, reason })
@@ -499,7 +491,7 @@ impl Actor {
                 }))
                 .await;
                 let all: Vec<InfoHash> = self.shares.keys().copied().collect();
-                self.announce(all).await;
+                self.announce(all);
             }
             SignalingEvent::Disconnected => {
                 self.node_id = None;
@@ -517,16 +509,7 @@ impl Actor {
     }
 
     async fn on_server_message(&mut self, message: ServerToClient) {
-        let request_id = match &message {
-            ServerToClient::Announced { request_id, .. }
-            | ServerToClient::ListResult { request_id, .. }
-            | ServerToClient::SearchResult { request_id, .. }
-            | ServerToClient::LookupResult { request_id, .. }
-            | ServerToClient::Status { request_id, .. }
-            | ServerToClient::Error { request_id, .. } => *request_id,
-            _ => None,
-        };
-        if let Some(pending) = request_id.and_then(|id| self.pending.remove(&id)) {
+        if let Some(pending) = message.request_id().and_then(|id| self.pending.remove(&id)) {
             return self.on_answer(pending, message).await;
         }
         match message {
@@ -557,7 +540,7 @@ impl Actor {
                 // a refused batch one by one, so only the refused one is dropped.
                 if error.is_some() && hashes.len() > 1 {
                     for h in hashes {
-                        self.announce(vec![h]).await;
+                        self.announce(vec![h]);
                     }
                     return;
                 }
@@ -944,7 +927,7 @@ impl Actor {
         opened
     }
 
-    async fn refresh_downloads(&mut self) {
+    fn refresh_downloads(&mut self) {
         let transfers: Vec<(TransferId, InfoHash)> = self
             .downloads
             .iter()
@@ -952,13 +935,12 @@ impl Actor {
             .collect();
         for (transfer, info_hash) in transfers {
             self.request(
-                |id| ClientToServer::Lookup {
+                ClientToServer::Lookup {
                     info_hash,
-                    request_id: Some(id),
+                    request_id: None,
                 },
                 Pending::Refresh(transfer),
-            )
-            .await;
+            );
         }
     }
 
@@ -1067,34 +1049,6 @@ async fn open_channel(
                 None => return Err("signaling ended".into()),
             },
         }
-    }
-}
-
-fn with_request_id(message: ClientToServer, id: u64) -> ClientToServer {
-    match message {
-        ClientToServer::List { category, .. } => ClientToServer::List {
-            category,
-            request_id: Some(id),
-        },
-        ClientToServer::Search {
-            query, category, ..
-        } => ClientToServer::Search {
-            query,
-            category,
-            request_id: Some(id),
-        },
-        ClientToServer::Lookup { info_hash, .. } => ClientToServer::Lookup {
-            info_hash,
-            request_id: Some(id),
-        },
-        ClientToServer::Status { .. } => ClientToServer::Status {
-            request_id: Some(id),
-        },
-        ClientToServer::Announce { files, .. } => ClientToServer::Announce {
-            files,
-            request_id: Some(id),
-        },
-        other => other,
     }
 }
 

@@ -282,6 +282,19 @@ impl ClientToServer {
         }
     }
 
+    /// Sets the `request_id` of a message that is answered (announce, list, search, lookup,
+    /// status); other messages have none and are left as they are.
+    pub fn set_request_id(&mut self, id: u64) {
+        match self {
+            Self::Announce { request_id, .. }
+            | Self::List { request_id, .. }
+            | Self::Search { request_id, .. }
+            | Self::Lookup { request_id, .. }
+            | Self::Status { request_id } => *request_id = Some(id),
+            Self::Hello { .. } | Self::Unannounce { .. } | Self::Signal { .. } => {}
+        }
+    }
+
     /// Checks the protocol's limits that serde cannot express.
     ///
     /// # Errors
@@ -442,6 +455,21 @@ pub enum ServerToClient {
     },
 }
 
+impl ServerToClient {
+    /// The `request_id` echoed by an answer or error, if any.
+    pub fn request_id(&self) -> Option<u64> {
+        match self {
+            Self::Announced { request_id, .. }
+            | Self::ListResult { request_id, .. }
+            | Self::SearchResult { request_id, .. }
+            | Self::LookupResult { request_id, .. }
+            | Self::Status { request_id, .. }
+            | Self::Error { request_id, .. } => *request_id,
+            Self::Welcome { .. } | Self::IndexChanged { .. } | Self::Signal { .. } => None,
+        }
+    }
+}
+
 /// Why a client's text frame was refused, with the code the server answers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code:?}: {reason}")]
@@ -515,6 +543,28 @@ mod tests {
         assert_eq!(Category::from_mime("image/jpeg"), Category::Image);
         assert_eq!(Category::from_mime("application/pdf"), Category::Other);
         assert_eq!(Category::from_mime(""), Category::Other);
+    }
+
+    #[test]
+    fn request_ids_are_set_and_read_back() {
+        let mut list = ClientToServer::List {
+            category: None,
+            request_id: None,
+        };
+        list.set_request_id(7);
+        assert_eq!(list.request_id(), Some(7));
+        let mut hello = ClientToServer::Hello {
+            version: 1,
+            agent: None,
+        };
+        hello.set_request_id(7);
+        assert_eq!(hello.request_id(), None, "hello is not answered by id");
+        let error = ServerToClient::Error {
+            code: ErrorCode::UnknownPeer,
+            reason: String::new(),
+            request_id: Some(3),
+        };
+        assert_eq!(error.request_id(), Some(3));
     }
 
     #[test]
