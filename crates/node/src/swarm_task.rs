@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use shoal_protocol::{InfoHash, NodeId};
 use shoal_rtc::{DataLink, PeerLink};
-use shoal_storage::{Bitfield, Layout, Manifest, PartFile, SourceFile, StorageError};
+use shoal_storage::{Bitfield, Manifest, PartFile, SourceFile};
 use shoal_transfer::{Input, LinkId, Output, Swarm, SwarmConfig, SwarmEvent};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -151,7 +151,7 @@ pub(crate) async fn run_download(
     let now = Instant::now().into_std();
     let (swarm, store, resumed_bytes) = match resumed {
         Ok(Ok(Some(part))) => {
-            let bytes = have_bytes(part.manifest().layout(), part.have());
+            let bytes = part.manifest().layout().bytes_in(part.have());
             info!(info_hash = %info_hash.short(), pieces = part.have().count(), "resuming");
             let swarm =
                 Swarm::with_manifest(part.manifest().clone(), part.have().clone(), config, now);
@@ -162,7 +162,7 @@ pub(crate) async fn run_download(
             Store::Part(None),
             0,
         ),
-        Ok(Err(e)) => return fail_early(spec, describe(&e)).await,
+        Ok(Err(e)) => return fail_early(spec, e.to_string()).await,
         Err(e) => return fail_early(spec, e.to_string()).await,
     };
     if let Some(transfer) = spec.transfer {
@@ -211,30 +211,6 @@ async fn fail_early(spec: SwarmSpec, reason: String) {
         error: Some(reason),
         path: None,
     }));
-}
-
-/// Bytes covered by the pieces set in `have`.
-fn have_bytes(layout: &Layout, have: &Bitfield) -> u64 {
-    let mut bytes = u64::from(have.count()) * u64::from(layout.piece_len());
-    if let Some(last) = layout.piece_count().checked_sub(1)
-        && have.has_raw(last)
-    {
-        bytes -= u64::from(layout.piece_len())
-            - u64::from(layout.piece_size(layout.piece_index(last).expect("last piece is valid")));
-    }
-    bytes
-}
-
-/// A storage error in words for a user.
-fn describe(e: &StorageError) -> String {
-    match e {
-        StorageError::DiskFull {
-            path,
-            needed_bytes: 0,
-            ..
-        } => format!("the disk is full: cannot write {}", path.display()),
-        other => other.to_string(),
-    }
 }
 
 impl Driver {
@@ -344,7 +320,7 @@ impl Driver {
                             warn!(info_hash = %self.spec.info_hash.short(), error = %e, "cannot serve a piece");
                             self.feed(Input::PieceReadFailed { link, piece });
                             if matches!(self.store, Store::Source(_)) {
-                                self.outcome = Some(Outcome::Failed(describe(&e)));
+                                self.outcome = Some(Outcome::Failed(e.to_string()));
                             }
                         }
                     }
@@ -358,7 +334,7 @@ impl Driver {
                             self.resume_dirty = true;
                             self.feed(Input::PieceWritten { piece });
                         }
-                        Err(e) => self.outcome = Some(Outcome::Failed(describe(&e))),
+                        Err(e) => self.outcome = Some(Outcome::Failed(e.to_string())),
                     }
                 }
                 Output::CloseLink { link, reason } => {
@@ -379,7 +355,7 @@ impl Driver {
                             debug!(path = %created.part_path().display(), "download file created");
                             *part = Some(created);
                         }
-                        Err(e) => self.outcome = Some(Outcome::Failed(describe(&e))),
+                        Err(e) => self.outcome = Some(Outcome::Failed(e.to_string())),
                     }
                 }
             }
@@ -533,7 +509,7 @@ impl Driver {
 
     fn bytes_done(&self) -> u64 {
         match self.swarm.manifest() {
-            Some(m) => have_bytes(m.layout(), self.swarm.have()),
+            Some(m) => m.layout().bytes_in(self.swarm.have()),
             None => 0,
         }
     }
@@ -652,7 +628,7 @@ impl Driver {
             Store::Part(Some(part)) => tokio::task::spawn_blocking(move || part.finish())
                 .await
                 .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| describe(&e))),
+                .and_then(|r| r.map_err(|e| e.to_string())),
             _ => Err("download finished without a file".into()),
         }
     }

@@ -16,9 +16,7 @@ pub enum StorageError {
         source: std::io::Error,
     },
     /// The disk (or quota) is full: `ENOSPC`/`EDQUOT`, or fewer free bytes than the file needs.
-    #[error(
-        "not enough disk space in {path}: {needed_bytes} bytes needed, {available_bytes} available"
-    )]
+    #[error("{}", disk_full_message(path, *needed_bytes, *available_bytes))]
     DiskFull {
         /// Where space ran out.
         path: PathBuf,
@@ -106,6 +104,18 @@ pub enum StorageError {
     /// A bitfield could not be used.
     #[error(transparent)]
     Bitfield(#[from] BitfieldError),
+}
+
+/// "the disk is full" when the sizes are unknown (`ENOSPC` while writing), else the numbers.
+fn disk_full_message(path: &std::path::Path, needed_bytes: u64, available_bytes: u64) -> String {
+    if needed_bytes == 0 {
+        format!("the disk is full: cannot write {}", path.display())
+    } else {
+        format!(
+            "not enough disk space in {}: {needed_bytes} bytes needed, {available_bytes} available",
+            path.display()
+        )
+    }
 }
 
 impl StorageError {

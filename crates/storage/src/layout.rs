@@ -125,6 +125,17 @@ impl Layout {
         start..start + u64::from(self.piece_size(piece))
     }
 
+    /// Bytes covered by the pieces set in `have` (a bitfield of this layout).
+    pub fn bytes_in(&self, have: &crate::Bitfield) -> u64 {
+        let mut bytes = u64::from(have.count()) * u64::from(self.piece_len);
+        if let Some(last) = self.piece_count.checked_sub(1)
+            && have.has_raw(last)
+        {
+            bytes -= u64::from(self.piece_len) - u64::from(self.piece_size(PieceIndex(last)));
+        }
+        bytes
+    }
+
     /// The piece holding byte `offset`, if `offset < len_bytes`.
     pub fn piece_at(&self, offset: u64) -> Option<PieceIndex> {
         (offset < self.len_bytes).then(|| PieceIndex((offset / u64::from(self.piece_len)) as u32))
@@ -148,6 +159,17 @@ mod tests {
         assert_eq!(layout.piece_index(3), None);
         assert_eq!(layout.piece_at(u64::from(PIECE_LEN)), layout.piece_index(1));
         assert_eq!(layout.piece_at(layout.len_bytes()), None);
+    }
+
+    #[test]
+    fn bytes_in_counts_the_short_last_piece() {
+        let layout = Layout::standard(2 * u64::from(PIECE_LEN) + 10).expect("layout");
+        let mut have = crate::Bitfield::empty(3);
+        assert_eq!(layout.bytes_in(&have), 0);
+        have.set(layout.piece_index(2).expect("valid"));
+        assert_eq!(layout.bytes_in(&have), 10);
+        have.set(layout.piece_index(0).expect("valid"));
+        assert_eq!(layout.bytes_in(&have), u64::from(PIECE_LEN) + 10);
     }
 
     #[test]
