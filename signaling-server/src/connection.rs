@@ -215,9 +215,7 @@ impl Connection {
                     .await;
             }
             (ClientToServer::Status { request_id }, _) => {
-                let status = self
-                    .shared
-                    .status(self.shared.status_tx.borrow().relayed_per_sec);
+                let status = self.shared.current_status();
                 return self
                     .reply(&ServerToClient::Status {
                         request_id: *request_id,

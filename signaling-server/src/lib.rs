@@ -66,6 +66,12 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The figures now, with the relay rate of the last sampled interval.
+    fn current_status(&self) -> ServerStatus {
+        let rate = self.status_tx.borrow().relayed_per_sec;
+        self.status(rate)
+    }
+
     fn status(&self, relayed_per_sec: f64) -> ServerStatus {
         // Read /proc before taking the lock every relay needs.
         let rss_bytes = status::resident_memory_bytes().unwrap_or(0);
@@ -106,8 +112,7 @@ impl ServerHandle {
     /// The current figures. `relayed_per_sec` is the rate over the last
     /// [`Config::status_interval`].
     pub fn status(&self) -> ServerStatus {
-        let rate = self.shared.status_tx.borrow().relayed_per_sec;
-        self.shared.status(rate)
+        self.shared.current_status()
     }
 
     /// A receiver that sees new figures once per [`Config::status_interval`].

@@ -86,12 +86,7 @@ fn node_config(settings: &Settings, server_url: String) -> NodeConfig {
         server_url,
         rtc: RtcConfig {
             ice_servers,
-            // Every interface, and loopback so two apps on one machine also meet.
-            bind_addrs: vec![
-                std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            ],
-            ..RtcConfig::default()
+            ..RtcConfig::every_interface()
         },
         download_dir: settings.download_dir.clone(),
         agent: format!("shoal-app/{}", env!("CARGO_PKG_VERSION")),

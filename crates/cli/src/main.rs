@@ -144,18 +144,10 @@ fn main() -> ExitCode {
 }
 
 fn node_config(net: &NetArgs) -> NodeConfig {
-    let bind_addrs = if net.bind.is_empty() {
-        vec![
-            SocketAddr::from(([0, 0, 0, 0], 0)),
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-        ]
-    } else {
-        net.bind.clone()
-    };
-    let mut rtc = RtcConfig {
-        bind_addrs,
-        ..RtcConfig::default()
-    };
+    let mut rtc = RtcConfig::every_interface();
+    if !net.bind.is_empty() {
+        rtc.bind_addrs = net.bind.clone();
+    }
     if !net.stun.is_empty() {
         rtc.ice_servers.push(IceServer {
             urls: net.stun.clone(),

@@ -121,15 +121,13 @@ pub(crate) async fn run_seeding(
     let have = Bitfield::full(manifest.layout().piece_count());
     let len_bytes = manifest.layout().len_bytes();
     let swarm = Swarm::with_manifest(manifest, have, config, now);
-    let (io_tx, io_rx) = mpsc::channel(IO_QUEUE);
-    let driver = Driver::new(
+    let (driver, io_rx) = Driver::new(
         spec,
         swarm,
         store,
         String::new(),
         PathBuf::new(),
         len_bytes,
-        io_tx,
         0,
     );
     driver.run(commands, io_rx).await;
@@ -177,17 +175,7 @@ pub(crate) async fn run_download(
             })
             .await;
     }
-    let (io_tx, io_rx) = mpsc::channel(IO_QUEUE);
-    let mut driver = Driver::new(
-        spec,
-        swarm,
-        store,
-        name,
-        dir,
-        len_bytes,
-        io_tx,
-        resumed_bytes,
-    );
+    let (mut driver, io_rx) = Driver::new(spec, swarm, store, name, dir, len_bytes, resumed_bytes);
     if driver.swarm.is_complete() {
         driver.outcome = Some(Outcome::Completed);
     }
@@ -222,11 +210,11 @@ impl Driver {
         name: String,
         dir: PathBuf,
         len_bytes: u64,
-        io_tx: mpsc::Sender<LinkIo>,
         resumed_bytes: u64,
-    ) -> Self {
+    ) -> (Self, mpsc::Receiver<LinkIo>) {
         let now = Instant::now();
-        Self {
+        let (io_tx, io_rx) = mpsc::channel(IO_QUEUE);
+        let driver = Self {
             spec,
             swarm,
             store,
@@ -244,7 +232,8 @@ impl Driver {
             resume_dirty: false,
             last_resume_save: now,
             outcome: None,
-        }
+        };
+        (driver, io_rx)
     }
 
     fn feed(&mut self, input: Input<'_>) {

@@ -109,6 +109,18 @@ impl RtcConfig {
         }
     }
 
+    /// What the front ends run with: every interface (`0.0.0.0:0`, which webrtc-rs expands to
+    /// each interface but loopback) and `127.0.0.1:0`, so two nodes on one machine also meet.
+    pub fn every_interface() -> Self {
+        Self {
+            bind_addrs: vec![
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            ],
+            ..Self::default()
+        }
+    }
+
     /// Checks the fields that can be wrong on their own.
     fn validate(&self) -> Result<(), RtcError> {
         if self.bind_addrs.is_empty() {
