@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use shoal_node::{Category, InfoHash};
+use shoal_node::{Category, InfoHash, TransferId};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, State};
 use tauri_plugin_opener::OpenerExt;
 
-use crate::core::{AppCore, transfer_id};
+use crate::core::AppCore;
 use crate::dto::{AppState, NetworkFile, UiError, UiEvent};
 use crate::settings::Settings;
 
@@ -143,7 +143,7 @@ pub async fn download(core: Core<'_>, info_hash: String) -> Result<u64, UiError>
 /// Cancels a download (its .part file stays for a resume).
 #[tauri::command]
 pub async fn cancel(core: Core<'_>, transfer: u64) -> Result<(), UiError> {
-    Ok(core.node().cancel(transfer_id(transfer)).await?)
+    Ok(core.node().cancel(TransferId(transfer)).await?)
 }
 
 /// Opens a shared or downloaded file in its default application.

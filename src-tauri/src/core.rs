@@ -7,11 +7,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use shoal_node::{
-    IceServer, InfoHash, Node, NodeConfig, NodeEvent, NodeHandle, RtcConfig, TransferId,
-};
+use shoal_node::{IceServer, InfoHash, Node, NodeConfig, NodeEvent, NodeHandle, RtcConfig};
 use tauri::ipc::Channel;
-use tauri::{AppHandle, Emitter, Manager};
+use tauri::{AppHandle, Emitter};
 use tauri_plugin_notification::NotificationExt;
 use tokio::sync::mpsc;
 
@@ -593,14 +591,4 @@ async fn pump(core: Arc<AppCore>, mut events: mpsc::Receiver<NodeEvent>, generat
         }
         core.on_event(event);
     }
-}
-
-/// Puts the core in Tauri's state once it has started.
-pub fn manage(app: &AppHandle, core: Arc<AppCore>) {
-    app.manage(core);
-}
-
-/// The transfer id type at the boundary.
-pub fn transfer_id(id: u64) -> TransferId {
-    TransferId(id)
 }

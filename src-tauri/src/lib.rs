@@ -46,7 +46,7 @@ pub fn run() {
             let config_dir = settings::config_dir();
             let core =
                 tauri::async_runtime::block_on(core::AppCore::start(handle.clone(), config_dir));
-            core::manage(&handle, core);
+            tauri::Manager::manage(&handle, core);
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
