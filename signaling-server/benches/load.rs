@@ -5,8 +5,15 @@
 //! them idle, then relays signals between random pairs at a fixed rate and reports relayed
 //! messages per second and p50/p99 relay latency (send to receive, same clock).
 //!
+//! With `--announce-connections 100 --searchers 4` it first fills the index (100 connections
+//! x 1,000 files) and runs hostile searchers beside the relay phase: each repeats a 128-word
+//! query (the server refuses it) and a 32-word query of one-letter words (the most work a
+//! query may ask for), and the figures show what that does to relay latency (issue 8, item 7).
+//!
 //! ```text
 //! cargo bench -p shoal-signal --bench load -- --connections 10000 --rate 10000 --seconds 10
+//! cargo bench -p shoal-signal --bench load -- --connections 10000 --rate 10000 --seconds 10 \
+//!     --announce-connections 100 --searchers 4
 //! ```
 
 use std::io::{BufRead, BufReader};
@@ -36,6 +43,15 @@ struct Args {
     /// Bytes of SDP text per signal (a real offer is a few hundred bytes).
     #[arg(long, default_value_t = 400)]
     sdp_bytes: usize,
+    /// Connections that each announce `--files-per-connection` files before the relay phase.
+    #[arg(long, default_value_t = 0)]
+    announce_connections: usize,
+    /// Files each announcing connection announces (random five-word names).
+    #[arg(long, default_value_t = 1000)]
+    files_per_connection: usize,
+    /// Extra connections that search as fast as the server answers during the relay phase.
+    #[arg(long, default_value_t = 0)]
+    searchers: usize,
     /// Use this running server instead of starting one (memory is then not measured).
     #[arg(long)]
     server: Option<String>,
@@ -53,6 +69,8 @@ impl Server {
     fn start() -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shoal-signal"))
             .args(["--listen", "127.0.0.1:0", "--status-interval", "1h"])
+            // Every load connection comes from 127.0.0.1.
+            .args(["--max-connections-per-address", "1000000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -153,6 +171,101 @@ async fn open(url: String, epoch: Instant, stats: Arc<Stats>) -> anyhow::Result<
     Ok(Peer { id, tx })
 }
 
+/// Sends `announce` batches of 32 random five-word names; waits for every `announced`.
+async fn announce_files(url: String, files: usize, seed: u64) -> anyhow::Result<()> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    ws.send(Message::text(r#"{"type":"hello","version":1}"#))
+        .await?;
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let mut batches = 0;
+    for start in (0..files).step_by(32) {
+        let batch: Vec<serde_json::Value> = (start..(start + 32).min(files))
+            .map(|_| {
+                let hash: String = (0..32)
+                    .map(|_| format!("{:02x}", rng.random::<u8>()))
+                    .collect();
+                let name: Vec<String> = (0..5)
+                    .map(|_| format!("w{}", rng.random_range(0..50_000)))
+                    .collect();
+                serde_json::json!({"info_hash": hash, "name": format!("{}.mp4", name.join(" ")),
+                    "size": 1000, "mime": "video/mp4", "category": "video"})
+            })
+            .collect();
+        ws.send(Message::text(
+            serde_json::json!({"type": "announce", "files": batch}).to_string(),
+        ))
+        .await?;
+        batches += 1;
+    }
+    let mut answered = 0;
+    while answered < batches {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
+                Ok(ServerToClient::Announced { .. }) => answered += 1,
+                Ok(ServerToClient::Error { reason, .. }) => {
+                    anyhow::bail!("announce refused: {reason}")
+                }
+                _ => {}
+            },
+            Some(Ok(_)) => {}
+            other => anyhow::bail!("announcer closed: {other:?}"),
+        }
+    }
+    // Keep the connection (and its files) until the process ends.
+    tokio::spawn(async move { while ws.next().await.is_some() {} });
+    Ok(())
+}
+
+/// Counts of what a hostile searcher got.
+#[derive(Default)]
+struct SearchCounts {
+    answered: AtomicU64,
+    refused: AtomicU64,
+    max_wait_us: AtomicU64,
+}
+
+/// Alternates a 128-word query and a 32-word one of single letters until `until`.
+async fn search_hard(url: String, until: Instant, counts: Arc<SearchCounts>) -> anyhow::Result<()> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+    ws.send(Message::text(r#"{"type":"hello","version":1}"#))
+        .await?;
+    let letters: Vec<String> = ('a'..='z').chain('0'..='5').map(String::from).collect();
+    let long: Vec<String> = (0..128).map(|i| format!("w{i}")).collect();
+    let queries = [long.join(" "), letters.join(" ")];
+    let mut n = 0usize;
+    while Instant::now() < until {
+        let query = &queries[n % 2];
+        n += 1;
+        let asked = Instant::now();
+        ws.send(Message::text(
+            serde_json::json!({"type": "search", "query": query, "request_id": n}).to_string(),
+        ))
+        .await?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
+                    Ok(ServerToClient::SearchResult { .. }) => {
+                        counts.answered.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Ok(ServerToClient::Error { .. }) => {
+                        counts.refused.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    _ => {}
+                },
+                Some(Ok(_)) => {}
+                // Closed for abuse: open a new connection, as a determined attacker would.
+                _ => return Box::pin(search_hard(url, until, counts)).await,
+            }
+        }
+        counts
+            .max_wait_us
+            .fetch_max(asked.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -216,6 +329,34 @@ async fn run(args: Args, server: Server) -> anyhow::Result<()> {
         anyhow::bail!("need at least two connections");
     }
 
+    if args.announce_connections > 0 {
+        let started = Instant::now();
+        let announcers: Vec<_> = (0..args.announce_connections)
+            .map(|i| announce_files(server.url.clone(), args.files_per_connection, i as u64))
+            .collect();
+        for result in futures_util::future::join_all(announcers).await {
+            result?;
+        }
+        println!(
+            "index: {} files announced by {} connections in {:.1} s",
+            args.announce_connections * args.files_per_connection,
+            args.announce_connections,
+            started.elapsed().as_secs_f64()
+        );
+        // Let the last `index_changed` reach every connection (10,000 writes) first.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let search_counts = Arc::new(SearchCounts::default());
+    let search_until = Instant::now() + Duration::from_secs(args.seconds);
+    for _ in 0..args.searchers {
+        let (url, counts) = (server.url.clone(), search_counts.clone());
+        tokio::spawn(async move {
+            if let Err(e) = search_hard(url, search_until, counts).await {
+                eprintln!("searcher: {e}");
+            }
+        });
+    }
+
     let pad = "x".repeat(args.sdp_bytes);
     let total = args.rate * args.seconds;
     let mut sent = 0u64;
@@ -274,6 +415,15 @@ async fn run(args: Args, server: Server) -> anyhow::Result<()> {
         percentile(&latencies, 0.999),
         percentile(&latencies, 1.0)
     );
+    if args.searchers > 0 {
+        println!(
+            "hostile searchers: {} beside the relay; {} queries answered, {} refused, slowest answer {:.1} ms",
+            args.searchers,
+            search_counts.answered.load(Ordering::Relaxed),
+            search_counts.refused.load(Ordering::Relaxed),
+            search_counts.max_wait_us.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+    }
     if let Some((rss, peak)) = peak_under_load {
         println!(
             "server RSS under load: {:.1} MiB (peak so far {:.1} MiB)",

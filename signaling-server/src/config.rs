@@ -21,9 +21,26 @@ pub struct Config {
     pub status_interval: Duration,
     /// Most files one node may have in the index. Default 1,000.
     pub max_files_per_node: usize,
-    /// Messages queued for one client before it counts as not reading and is disconnected.
-    /// Default 256.
+    /// Relayed signals queued for one client; a signal past it is refused to its sender
+    /// with `peer_busy`. Default 256.
     pub send_queue_depth: usize,
+    /// Bytes of relayed signals queued for one client; past it, `peer_busy`. Default 1 MiB.
+    pub max_queued_bytes_per_client: usize,
+    /// Bytes of relayed signals queued over all clients; past it, `server_busy`. This bounds
+    /// the server's queue memory whatever the number of slow readers. Default 64 MiB.
+    pub max_queued_bytes_total: usize,
+    /// Connections served as nodes. Default 16,384; `shoal-signal` lowers it to fit its
+    /// open-file limit.
+    pub max_connections: usize,
+    /// Connections accepted past [`Config::max_connections`] that may only ask `status`
+    /// (their `hello` gets `server_full` and close code 1013), so monitors still get in when
+    /// the server is full. Default 64.
+    pub monitor_reserve: usize,
+    /// Open connections from one IP address; more are closed at once. Default 64.
+    pub max_connections_per_address: usize,
+    /// Longest a client may stay connected without `hello`; then it is closed with 1008.
+    /// Default 10 s.
+    pub hello_timeout: Duration,
     /// Refused messages tolerated on one connection before it is closed with 1008.
     /// Default 16.
     pub max_refusals: u32,
@@ -41,6 +58,12 @@ impl Default for Config {
             status_interval: Duration::from_secs(10),
             max_files_per_node: 1000,
             send_queue_depth: 256,
+            max_queued_bytes_per_client: 1 << 20,
+            max_queued_bytes_total: 64 << 20,
+            max_connections: 16_384,
+            monitor_reserve: 64,
+            max_connections_per_address: 64,
+            hello_timeout: Duration::from_secs(10),
             max_refusals: 16,
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
@@ -77,6 +100,7 @@ pub enum ConfigError {
 /// heartbeat = "15s"
 /// status_interval = "10s"
 /// max_files_per_node = 1000
+/// max_connections_per_address = 64
 ///
 /// [[ice_servers]]
 /// urls = ["stun:stun.l.google.com:19302"]
@@ -99,6 +123,8 @@ pub struct FileConfig {
     pub status_interval: Option<Duration>,
     /// Most files per node.
     pub max_files_per_node: Option<usize>,
+    /// Most open connections from one IP address.
+    pub max_connections_per_address: Option<usize>,
     /// STUN/TURN servers for `welcome`.
     #[serde(default)]
     pub ice_servers: Vec<IceServer>,
@@ -131,6 +157,9 @@ impl FileConfig {
         if let Some(n) = self.max_files_per_node {
             config.max_files_per_node = n;
         }
+        if let Some(n) = self.max_connections_per_address {
+            config.max_connections_per_address = n;
+        }
         config.ice_servers.extend(self.ice_servers.iter().cloned());
     }
 }
@@ -158,6 +187,7 @@ mod tests {
             heartbeat = "15s"
             status_interval = "10s"
             max_files_per_node = 1000
+            max_connections_per_address = 64
 
             [[ice_servers]]
             urls = ["stun:stun.l.google.com:19302"]

@@ -10,7 +10,7 @@ use shoal_protocol::{
     PROTOCOL_VERSION, ServerToClient, decode_client_message,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -18,8 +18,12 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{debug, info};
 
-use crate::Shared;
-use crate::registry::{Peer, RelayError};
+use crate::limits::{Admission, Slot, TokenBucket};
+use crate::registry::{Outbox, QueuedBytes, RelayError};
+use crate::{
+    ADDRESS_QUERIES_BURST, ADDRESS_QUERIES_PER_SEC, INDEX_CHANGES_BURST, INDEX_CHANGES_PER_SEC,
+    QUERIES_BURST, QUERIES_PER_SEC, Shared,
+};
 
 /// Read buffer per connection, in bytes. Small on purpose: signaling messages are short and a
 /// server holds thousands of idle clients (tokio-tungstenite's default is 128 KiB).
@@ -44,6 +48,7 @@ fn websocket_config() -> WebSocketConfig {
 pub(crate) async fn run(
     stream: TcpStream,
     addr: SocketAddr,
+    slot: Slot,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     _done: mpsc::Sender<()>,
@@ -61,18 +66,24 @@ pub(crate) async fn run(
         }
     };
     let (tx, rx) = mpsc::channel(shared.config.send_queue_depth);
+    let now = std::time::Instant::now();
     let mut connection = Connection {
         ws,
         addr,
+        admission: slot.admission,
         shared,
         node: None,
         tx,
-        kick: Arc::new(Notify::new()),
+        queued: Arc::new(QueuedBytes::default()),
+        revision_rx: None,
+        index_changes: TokenBucket::new(INDEX_CHANGES_BURST, INDEX_CHANGES_PER_SEC, now),
+        queries: TokenBucket::new(QUERIES_BURST, QUERIES_PER_SEC, now),
         refusals: 0,
         last_seen: Instant::now(),
     };
     connection.serve(rx, shutdown).await;
     connection.leave();
+    drop(slot);
 }
 
 /// What the message loop does next.
@@ -87,14 +98,31 @@ enum Flow {
 struct Connection {
     ws: WebSocketStream<TcpStream>,
     addr: SocketAddr,
+    admission: Admission,
     shared: Arc<Shared>,
     /// Set by `hello`.
     node: Option<NodeId>,
     /// Cloned into the registry at `hello`.
     tx: mpsc::Sender<Message>,
-    kick: Arc<Notify>,
+    /// Bytes of relayed frames queued in `tx`.
+    queued: Arc<QueuedBytes>,
+    /// The index revision to tell this node; set by `hello`.
+    revision_rx: Option<watch::Receiver<u64>>,
+    index_changes: TokenBucket,
+    queries: TokenBucket,
     refusals: u32,
     last_seen: Instant,
+}
+
+/// Waits for a new index revision, or forever before `hello`.
+async fn revision_changed(rx: &mut Option<watch::Receiver<u64>>) -> Option<u64> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(*rx.borrow_and_update()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 impl Connection {
@@ -106,19 +134,19 @@ impl Connection {
         let heartbeat = self.shared.config.heartbeat_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let kick = self.kick.clone();
+        let hello_deadline = tokio::time::sleep(self.shared.config.hello_timeout);
+        tokio::pin!(hello_deadline);
         if *shutdown.borrow() {
             return self
                 .finish(Flow::Close(CloseCode::Away, "server shutting down"))
                 .await;
         }
         let flow = loop {
+            // Biased, in this order: the ping comes before queued frames, so a client busy
+            // draining a backlog is still pinged (and answers) instead of counting as silent.
             let flow = tokio::select! {
                 biased;
                 _ = shutdown.changed() => Flow::Close(CloseCode::Away, "server shutting down"),
-                _ = kick.notified() => Flow::Close(CloseCode::Policy, "not reading: send queue full"),
-                incoming = self.ws.next() => self.on_incoming(incoming).await,
-                Some(frame) = rx.recv() => self.send(frame).await,
                 _ = ping.tick() => {
                     if self.last_seen.elapsed() > heartbeat * 3 {
                         info!(addr = %self.addr, node = ?self.node.map(|n| n.short()), "client silent for three heartbeats; dropping");
@@ -126,6 +154,20 @@ impl Connection {
                     } else {
                         self.send(Message::Ping(Default::default())).await
                     }
+                }
+                _ = &mut hello_deadline, if self.node.is_none() => {
+                    info!(addr = %self.addr, "no hello in time; closing with 1008");
+                    Flow::Close(CloseCode::Policy, "hello required in time")
+                }
+                incoming = self.ws.next() => self.on_incoming(incoming).await,
+                Some(revision) = revision_changed(&mut self.revision_rx) => {
+                    self.reply(&ServerToClient::IndexChanged { revision }).await
+                }
+                Some(frame) = rx.recv() => {
+                    let len = frame.len();
+                    self.queued.sub(len);
+                    self.shared.queued_total.sub(len);
+                    self.send(frame).await
                 }
             };
             if !matches!(flow, Flow::Continue) {
@@ -157,7 +199,8 @@ impl Connection {
         let Some(node) = self.node.take() else {
             return;
         };
-        let changed = self.shared.registry().unregister(node);
+        self.shared.registry().unregister(node);
+        let changed = self.shared.index_mut().remove_node(node);
         if changed {
             self.shared.index_changed.notify_one();
         }
@@ -170,6 +213,14 @@ impl Connection {
             Some(Err(WsError::Capacity(e))) => {
                 info!(addr = %self.addr, error = %e, "oversized message; closing with 1009");
                 return Flow::Close(CloseCode::Size, "message or frame too big");
+            }
+            Some(Err(WsError::Protocol(e))) => {
+                info!(addr = %self.addr, error = %e, "WebSocket protocol violation; closing with 1002");
+                return Flow::Close(CloseCode::Protocol, "WebSocket protocol violation");
+            }
+            Some(Err(WsError::Utf8(e))) => {
+                info!(addr = %self.addr, error = %e, "text message is not UTF-8; closing with 1007");
+                return Flow::Close(CloseCode::Invalid, "text message is not UTF-8");
             }
             Some(Err(e)) => {
                 debug!(addr = %self.addr, error = %e, "connection error");
@@ -237,7 +288,11 @@ impl Connection {
         match message {
             ClientToServer::Hello { .. } | ClientToServer::Status { .. } => Flow::Continue,
             ClientToServer::Announce { files, request_id } => {
-                let result = self.shared.registry().announce(node, files);
+                if let Some(flow) = self.throttle_index_change(request_id).await {
+                    return flow;
+                }
+                let max_files = self.shared.config.max_files_per_node;
+                let result = self.shared.index_mut().announce(node, files, max_files);
                 match result {
                     Ok(info_hashes) => {
                         self.shared.index_changed.notify_one();
@@ -251,7 +306,10 @@ impl Connection {
                 }
             }
             ClientToServer::Unannounce { info_hashes } => {
-                if self.shared.registry().unannounce(node, &info_hashes) {
+                if let Some(flow) = self.throttle_index_change(None).await {
+                    return flow;
+                }
+                if self.shared.index_mut().unannounce(node, &info_hashes) {
                     self.shared.index_changed.notify_one();
                 }
                 Flow::Continue
@@ -260,7 +318,13 @@ impl Connection {
                 category,
                 request_id,
             } => {
-                let (files, total) = self.shared.registry().list(category);
+                if let Some(flow) = self.throttle_query(request_id).await {
+                    return flow;
+                }
+                let (files, total) = {
+                    let _turn = self.shared.query_permits.acquire().await;
+                    self.shared.index().list(category)
+                };
                 self.reply(&ServerToClient::ListResult {
                     request_id,
                     files,
@@ -273,19 +337,30 @@ impl Connection {
                 category,
                 request_id,
             } => {
-                let (files, total) = self.shared.registry().search(&query, category);
-                self.reply(&ServerToClient::SearchResult {
-                    request_id,
-                    files,
-                    total,
-                })
-                .await
+                if let Some(flow) = self.throttle_query(request_id).await {
+                    return flow;
+                }
+                let found = {
+                    let _turn = self.shared.query_permits.acquire().await;
+                    self.shared.index().search(&query, category)
+                };
+                match found {
+                    Ok((files, total)) => {
+                        self.reply(&ServerToClient::SearchResult {
+                            request_id,
+                            files,
+                            total,
+                        })
+                        .await
+                    }
+                    Err((code, reason)) => self.refuse(code, reason, request_id).await,
+                }
             }
             ClientToServer::Lookup {
                 info_hash,
                 request_id,
             } => {
-                let file = self.shared.registry().lookup(info_hash);
+                let file = self.shared.index().lookup(info_hash);
                 self.reply(&ServerToClient::LookupResult {
                     request_id,
                     info_hash,
@@ -326,6 +401,15 @@ impl Connection {
                         )
                         .await
                     }
+                    Err(RelayError::ServerBusy) => {
+                        self.refuse(
+                            ErrorCode::ServerBusy,
+                            "the server holds its limit of queued signals; the signal was dropped"
+                                .into(),
+                            None,
+                        )
+                        .await
+                    }
                 }
             }
         }
@@ -343,10 +427,20 @@ impl Connection {
             self.reply(&error).await;
             return Flow::Close(CloseCode::Protocol, "unsupported protocol version");
         }
+        if self.admission == Admission::MonitorOnly {
+            let error = ServerToClient::Error {
+                code: ErrorCode::ServerFull,
+                reason: "the server holds its limit of nodes; try again later".into(),
+                request_id: None,
+            };
+            self.reply(&error).await;
+            return Flow::Close(CloseCode::Again, "server full");
+        }
         let node = NodeId::random();
         self.shared
             .registry()
-            .register(node, Peer::new(self.tx.clone(), self.kick.clone()));
+            .register(node, Outbox::new(self.tx.clone(), self.queued.clone()));
+        self.revision_rx = Some(self.shared.revision_tx.subscribe());
         self.node = Some(node);
         let agent: String = agent.unwrap_or("").chars().take(64).collect();
         info!(node = %node.short(), addr = %self.addr, agent, "joined");
@@ -369,8 +463,11 @@ impl Connection {
                 request_id,
             })
             .await;
-        // A signal racing a departing peer, or a size conflict, is not abuse.
-        if !matches!(code, ErrorCode::UnknownPeer | ErrorCode::Conflict) {
+        // A signal racing a departing peer, or to a busy one, is not the sender's abuse.
+        if !matches!(
+            code,
+            ErrorCode::UnknownPeer | ErrorCode::PeerBusy | ErrorCode::ServerBusy
+        ) {
             self.refusals += 1;
         }
         if self.refusals >= self.shared.config.max_refusals {
@@ -378,6 +475,43 @@ impl Connection {
             return Flow::Close(CloseCode::Policy, "too many refused messages");
         }
         flow
+    }
+
+    /// Refuses an index change past this connection's rate (`rate_limited`), or `None`.
+    async fn throttle_index_change(&mut self, request_id: Option<u64>) -> Option<Flow> {
+        if self.index_changes.try_take(std::time::Instant::now()) {
+            return None;
+        }
+        let reason = format!(
+            "too many index changes; at most {INDEX_CHANGES_BURST} at once and {INDEX_CHANGES_PER_SEC} per second"
+        );
+        Some(
+            self.refuse(ErrorCode::RateLimited, reason, request_id)
+                .await,
+        )
+    }
+
+    /// Refuses a `list` or `search` past this connection's or this address's rate
+    /// (`rate_limited`), or `None`.
+    async fn throttle_query(&mut self, request_id: Option<u64>) -> Option<Flow> {
+        let now = std::time::Instant::now();
+        if self.queries.try_take(now)
+            && self.shared.address_queries.try_take(
+                self.addr.ip(),
+                ADDRESS_QUERIES_BURST,
+                ADDRESS_QUERIES_PER_SEC,
+                now,
+            )
+        {
+            return None;
+        }
+        let reason = format!(
+            "too many list and search requests; at most {QUERIES_BURST} at once and {QUERIES_PER_SEC} per second per connection, {ADDRESS_QUERIES_BURST} and {ADDRESS_QUERIES_PER_SEC} per address"
+        );
+        Some(
+            self.refuse(ErrorCode::RateLimited, reason, request_id)
+                .await,
+        )
     }
 
     async fn reply(&mut self, message: &ServerToClient) -> Flow {

@@ -6,10 +6,16 @@
 //! from the connection), pings clients and drops the silent ones (seeds 001, 003, 004).
 //! It never sees file bytes.
 //!
-//! Architecture invariant: memory is bounded per connection. Every client has a bounded send
-//! queue ([`Config::send_queue_depth`]); a client whose queue fills is disconnected, and
-//! WebSocket buffers are small (4 KiB read, eager writes), so 10,000 idle clients fit in a
-//! few tens of MiB.
+//! Architecture invariants:
+//! - Memory is bounded per connection and overall. Relayed signals wait in per-client queues
+//!   bounded in messages and bytes, and all queues together are bounded in bytes
+//!   ([`Config::max_queued_bytes_total`]); what does not fit is refused to its sender.
+//!   WebSocket buffers are small (4 KiB read, eager writes): 10,000 idle clients measured
+//!   97 MiB of resident memory (about 10 KiB each).
+//! - What one client can cost is bounded: connections per address, a `hello` deadline, rate
+//!   limits on index changes and queries, one query running at a time, and a reserve of
+//!   connections for `status` monitors when the server is full.
+//! - A search never delays a relay: the file index and the relay path have separate locks.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -24,6 +30,8 @@
 
 mod config;
 mod connection;
+mod index;
+mod limits;
 mod registry;
 mod status;
 
@@ -32,27 +40,61 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tracing::{debug, info, warn};
 
 pub use config::{Config, ConfigError, FileConfig};
 pub use shoal_protocol::ServerStatus;
 
-use registry::Registry;
+use index::Index;
+use limits::{AddressBuckets, Connections};
+use registry::{QueueLimits, QueuedBytes, Registry};
 
 /// How long [`ServerHandle::shutdown`] waits for clients to take their close frame.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
-/// How often `index_changed` notices may go out at most (coalescing window).
-const INDEX_NOTICE_INTERVAL: Duration = Duration::from_millis(250);
+/// How often `index_changed` notices may go out at most (coalescing window): the first
+/// change is told at once, later ones at most once per interval, to every node at once.
+const INDEX_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Index changes (`announce`, `unannounce`) one connection may make in a burst, and per
+/// second after it (docs/protocol.md §2). 64 covers announcing 2,000 files at start.
+const INDEX_CHANGES_BURST: u32 = 64;
+/// See [`INDEX_CHANGES_BURST`].
+const INDEX_CHANGES_PER_SEC: f64 = 8.0;
+
+/// `list` and `search` requests one connection may make in a burst, and per second after it.
+const QUERIES_BURST: u32 = 20;
+/// See [`QUERIES_BURST`].
+const QUERIES_PER_SEC: f64 = 10.0;
+
+/// `list` and `search` requests from one IP address over all its connections, in a burst and
+/// per second after it: reconnecting does not buy a new budget.
+const ADDRESS_QUERIES_BURST: u32 = 40;
+/// See [`ADDRESS_QUERIES_BURST`].
+const ADDRESS_QUERIES_PER_SEC: f64 = 20.0;
 
 /// State shared by the accept loop, every connection task and the handle.
 struct Shared {
     config: Config,
+    /// Connected nodes and the relay path.
     registry: std::sync::Mutex<Registry>,
+    /// The file index, apart from the relay path.
+    index: std::sync::RwLock<Index>,
+    /// One `list` or `search` runs at a time; others wait their turn (asynchronously), so
+    /// queries can never take every runtime thread from the relay.
+    query_permits: Semaphore,
     /// Wakes the `index_changed` broadcaster; `notify_one` keeps a permit, so no change is
     /// missed between two broadcasts.
     index_changed: Notify,
+    /// The index revision last told to nodes; each connection watches it.
+    revision_tx: watch::Sender<u64>,
+    /// Open connections, in total and per address.
+    connections: Connections,
+    /// Query budgets per address.
+    address_queries: AddressBuckets,
+    /// Bytes of relayed signals queued over all clients.
+    queued_total: Arc<QueuedBytes>,
     started: Instant,
     status_tx: watch::Sender<ServerStatus>,
 }
@@ -66,6 +108,18 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The figures now, with the relay rate of the last sampled interval.
     fn current_status(&self) -> ServerStatus {
         let rate = self.status_tx.borrow().relayed_per_sec;
@@ -75,11 +129,15 @@ impl Shared {
     fn status(&self, relayed_per_sec: f64) -> ServerStatus {
         // Read /proc before taking the lock every relay needs.
         let rss_bytes = status::resident_memory_bytes().unwrap_or(0);
+        let (files, holders) = {
+            let index = self.index();
+            (index.file_count() as u64, index.holder_count())
+        };
         let registry = self.registry();
         ServerStatus {
             nodes: registry.node_count() as u64,
-            files: registry.file_count() as u64,
-            holders: registry.holder_count(),
+            files,
+            holders,
             relayed_total: registry.relayed_total(),
             relayed_per_sec,
             rss_bytes,
@@ -131,6 +189,7 @@ impl ServerHandle {
         })
         .await;
         self.shared.registry().clear();
+        self.shared.index_mut().clear();
     }
 }
 
@@ -148,10 +207,21 @@ pub fn serve(listener: TcpListener, config: Config) -> std::io::Result<ServerHan
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel::<()>(1);
     let (status_tx, _) = watch::channel(ServerStatus::default());
+    let queued_total = Arc::new(QueuedBytes::default());
+    let limits = QueueLimits {
+        per_client_bytes: config.max_queued_bytes_per_client,
+        total_bytes: config.max_queued_bytes_total,
+    };
     let shared = Arc::new(Shared {
-        registry: std::sync::Mutex::new(Registry::new(config.max_files_per_node)),
+        registry: std::sync::Mutex::new(Registry::new(limits, queued_total.clone())),
+        index: std::sync::RwLock::new(Index::default()),
+        query_permits: Semaphore::new(1),
         config,
         index_changed: Notify::new(),
+        revision_tx: watch::channel(0).0,
+        connections: Connections::default(),
+        address_queries: AddressBuckets::default(),
+        queued_total,
         started: Instant::now(),
         status_tx,
     });
@@ -187,11 +257,23 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
+                    let config = &shared.config;
+                    let Some(slot) = shared.connections.admit(
+                        addr.ip(),
+                        config.max_connections,
+                        config.monitor_reserve,
+                        config.max_connections_per_address,
+                    ) else {
+                        // Closing at once costs the least; a handshake would hold the socket.
+                        debug!(%addr, "connection refused: address or server at its limit");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    debug!(%addr, "accepted");
+                    debug!(%addr, admission = ?slot.admission, "accepted");
                     tokio::spawn(connection::run(
                         stream,
                         addr,
+                        slot,
                         shared.clone(),
                         shutdown.clone(),
                         done.clone(),
@@ -220,7 +302,12 @@ async fn broadcast_index_changes(
             _ = shutdown.changed() => break,
             _ = shared.index_changed.notified() => {}
         }
-        shared.registry().broadcast_index_changed();
+        let revision = shared.index().revision();
+        shared.revision_tx.send_if_modified(|told| {
+            let changed = *told != revision;
+            *told = revision;
+            changed
+        });
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tokio::time::sleep(INDEX_NOTICE_INTERVAL) => {}
@@ -243,6 +330,7 @@ async fn sample_status(
             _ = shutdown.changed() => break,
             _ = tokio::time::sleep(interval) => {}
         }
+        shared.address_queries.prune(std::time::Instant::now());
         let total = shared.registry().relayed_total();
         let now = Instant::now();
         let secs = now.duration_since(last_at).as_secs_f64().max(1e-3);

@@ -55,6 +55,11 @@ struct Args {
     /// Most files one node may have in the index. [default: 1000]
     #[arg(long, value_name = "N")]
     max_files_per_node: Option<usize>,
+
+    /// Most open connections from one IP address; more are closed at once. Raise it when
+    /// many nodes share one address (a NAT, a reverse proxy, a load test). [default: 64]
+    #[arg(long, value_name = "N")]
+    max_connections_per_address: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -90,6 +95,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.max_files_per_node {
         config.max_files_per_node = n;
     }
+    if let Some(n) = args.max_connections_per_address {
+        config.max_connections_per_address = n;
+    }
     if !args.stun.is_empty() {
         config.ice_servers.push(IceServer {
             urls: args.stun.clone(),
@@ -106,9 +114,28 @@ fn main() -> anyhow::Result<()> {
     }
 
     // Each client holds a socket; the default soft limit of 1024 would cap the server there.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!(limit, "open-file limit raised"),
-        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    // Nodes and the monitor reserve must fit under it, with room for the listener, the
+    // runtime and reading /proc for the status line.
+    const SPARE_FDS: usize = 64;
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::debug!(limit, "open-file limit raised");
+            limit
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let fit = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(config.monitor_reserve + SPARE_FDS);
+    if fit < config.max_connections {
+        tracing::info!(
+            max_connections = fit,
+            "open-file limit lowers the connection limit"
+        );
+        config.max_connections = fit;
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

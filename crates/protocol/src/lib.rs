@@ -45,6 +45,11 @@ pub const MAX_MIME_BYTES: usize = 127;
 /// Longest search query, in bytes.
 pub const MAX_QUERY_BYTES: usize = 256;
 
+/// Deepest JSON nesting accepted in a client message, in levels (arrays and objects);
+/// deeper is `malformed_json`. This is serde_json's recursion limit: it refuses the 128th
+/// level.
+pub const MAX_JSON_DEPTH: usize = 127;
+
 /// Most results a `search` answers with.
 pub const MAX_SEARCH_RESULTS: usize = 100;
 

@@ -348,7 +348,7 @@ pub enum ErrorCode {
     HelloRequired,
     /// A second `hello` on the same connection.
     DuplicateHello,
-    /// The text is not JSON, or nests deeper than 128 levels.
+    /// The text is not JSON, or nests deeper than [`crate::MAX_JSON_DEPTH`] levels.
     MalformedJson,
     /// The JSON has no `type`, or one this server does not know.
     UnknownType,
@@ -361,8 +361,17 @@ pub enum ErrorCode {
     /// The node a `signal` was addressed to is not reading fast enough; the signal was
     /// dropped.
     PeerBusy,
-    /// An announcement contradicts the index (same info hash, different size).
-    Conflict,
+    /// The server holds its limit of queued signals over all nodes; the signal was dropped.
+    ServerBusy,
+    /// Index changes or queries came faster than this connection's rate (docs/protocol.md
+    /// §2); the message was not acted on.
+    RateLimited,
+    /// The server holds its limit of nodes; `hello` is refused and the connection closed
+    /// with 1013 (try again later). `status` is still answered.
+    ServerFull,
+    /// A code this version does not know (from a newer server); `reason` says what happened.
+    #[serde(other)]
+    Unknown,
 }
 
 /// Messages the signaling server sends to a node (docs/protocol.md §3-§9).
@@ -482,7 +491,7 @@ pub struct DecodeError {
 
 /// Parses and validates one client message.
 ///
-/// Steps: JSON (serde_json's recursion limit of 128 refuses deep nesting), then the `type`
+/// Steps: JSON (nesting past [`crate::MAX_JSON_DEPTH`] is refused), then the `type`
 /// tag against [`ClientToServer::TYPES`], then the fields, then [`ClientToServer::validate`].
 ///
 /// # Errors
@@ -565,6 +574,16 @@ mod tests {
             request_id: Some(3),
         };
         assert_eq!(error.request_id(), Some(3));
+        let newer: ServerToClient =
+            serde_json::from_str(r#"{"type":"error","code":"from_the_future","reason":"r"}"#)
+                .expect("an unknown code still parses");
+        assert!(matches!(
+            newer,
+            ServerToClient::Error {
+                code: ErrorCode::Unknown,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -580,6 +599,16 @@ mod tests {
         );
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(code(&deep), Err(ErrorCode::MalformedJson));
+        // Issue 8, item 12: the documented bound, exactly (docs/protocol.md §2).
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(
+            code(&nested(crate::MAX_JSON_DEPTH)),
+            Err(ErrorCode::UnknownType)
+        );
+        assert_eq!(
+            code(&nested(crate::MAX_JSON_DEPTH + 1)),
+            Err(ErrorCode::MalformedJson)
+        );
         let long_name = format!(
             r#"{{"type":"announce","files":[{{"info_hash":"{}","name":"{}","size":1,"mime":"video/mp4","category":"video"}}]}}"#,
             "0".repeat(64),
