@@ -16,6 +16,10 @@ use crate::wire::{
 /// Most `have` messages kept from one link before the manifest is known.
 const MAX_PENDING_HAVES: usize = 65_536;
 
+/// Cancelled pieces remembered per link (they may still arrive once). Far above what can be
+/// in flight on a link ([`SwarmConfig::pipeline_pieces`]).
+const MAX_REMEMBERED_CANCELS: usize = 256;
+
 /// Names one link (one data channel to one peer) within a swarm. Chosen by the driver; never
 /// reused while the swarm lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +63,9 @@ pub struct SwarmConfig {
     pub idle_timeout: Duration,
     /// Longest a manifest fetch from one peer may take before another peer is asked.
     pub manifest_timeout: Duration,
+    /// Longest a peer may take to send the first bytes of the manifest; then its node is not
+    /// asked again and another node is (a holder that never answers costs this, once).
+    pub manifest_answer_timeout: Duration,
     /// Tie-break among pieces of equal rarity. 0 picks the lowest index first (a lone
     /// downloader streams in order); any other value picks in a pseudo-random order unique to
     /// this seed, so downloaders of a swarm fetch different pieces and can trade them (BEP 3's
@@ -81,6 +88,7 @@ impl Default for SwarmConfig {
             max_links: 64,
             idle_timeout: Duration::from_secs(300),
             manifest_timeout: Duration::from_secs(60),
+            manifest_answer_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -300,6 +308,9 @@ struct Link {
     upload_queue: VecDeque<u32>,
     upload_inflight: usize,
     refused_manifest: bool,
+    /// Pieces we cancelled on this link (endgame duplicates) that may still arrive; anything
+    /// else not requested is a lie. Bounded by [`MAX_REMEMBERED_CANCELS`].
+    cancelled: VecDeque<u32>,
     /// We already sent the manifest on this link; a second request is a violation.
     manifest_sent: bool,
     /// When the last message arrived.
@@ -344,6 +355,8 @@ pub struct Swarm {
     in_flight: BTreeSet<u32>,
     links: BTreeMap<LinkId, Link>,
     banned: HashSet<NodeId>,
+    /// Nodes that refused the manifest or did not answer in time: not asked again.
+    manifest_refused: HashSet<NodeId>,
     manifest_fetch: Option<ManifestFetch>,
     outputs: VecDeque<Output>,
     now: Instant,
@@ -375,6 +388,7 @@ impl Swarm {
             in_flight: BTreeSet::new(),
             links: BTreeMap::new(),
             banned: HashSet::new(),
+            manifest_refused: HashSet::new(),
             manifest_fetch: None,
             outputs: VecDeque::new(),
             now,
@@ -512,6 +526,9 @@ impl Swarm {
             next = next
                 .min(f.last_progress + stall)
                 .min(f.started + self.config.manifest_timeout);
+            if f.buf.is_empty() {
+                next = next.min(f.started + self.config.manifest_answer_timeout);
+            }
         }
         for l in self.links.values() {
             next = next.min(l.last_activity + self.config.idle_timeout);
@@ -563,6 +580,7 @@ impl Swarm {
                 upload_queue: VecDeque::new(),
                 upload_inflight: 0,
                 refused_manifest: false,
+                cancelled: VecDeque::new(),
                 manifest_sent: false,
                 last_activity: self.now,
                 bytes_down: 0,
@@ -613,6 +631,14 @@ impl Swarm {
         let what = what.into();
         debug!(%link, %what, "protocol violation");
         self.drop_link(link, Some(CloseReason::ProtocolViolation(what)));
+    }
+
+    /// A lie about piece data (past the end, a wrong offset, a piece not asked for): it costs
+    /// as much as a piece that fails its hash, or a peer could waste our bandwidth for free.
+    fn punish(&mut self, link: LinkId, what: impl Into<String>) {
+        let what = what.into();
+        debug!(%link, %what, "piece framing violation");
+        self.ban(link, CloseReason::ProtocolViolation(what));
     }
 
     fn ban(&mut self, link: LinkId, reason: CloseReason) {
@@ -806,6 +832,8 @@ impl Swarm {
         if piece == MANIFEST_REJECT_PIECE {
             if let Some(l) = self.links.get_mut(&link) {
                 l.refused_manifest = true;
+                let node = l.node;
+                self.manifest_refused.insert(node);
             }
             if self.manifest_fetch.as_ref().is_some_and(|f| f.link == link) {
                 self.manifest_fetch = None;
@@ -954,10 +982,11 @@ impl Swarm {
         if self.manifest.is_some() || self.manifest_fetch.is_some() {
             return;
         }
+        let refused = &self.manifest_refused;
         let Some(link) = self
             .links
             .iter()
-            .find(|(_, l)| l.handshaken && !l.refused_manifest)
+            .find(|(_, l)| l.handshaken && !l.refused_manifest && !refused.contains(&l.node))
             .map(|(id, _)| *id)
         else {
             return;
@@ -1077,10 +1106,10 @@ impl Swarm {
 
     fn on_piece_chunk(&mut self, link: LinkId, piece: u32, offset: u32, data: &[u8]) {
         let Some(manifest) = &self.manifest else {
-            return self.violation(link, "piece data before the manifest");
+            return self.punish(link, "piece data before the manifest (not requested)");
         };
         let Some(index) = manifest.layout().piece_index(piece) else {
-            return self.violation(link, format!("piece {piece} out of range"));
+            return self.punish(link, format!("piece {piece} out of range"));
         };
         let size = manifest.layout().piece_size(index);
         let now = self.now;
@@ -1089,10 +1118,24 @@ impl Swarm {
         };
         if l.assembling.is_none() {
             if offset != 0 {
-                return self.violation(link, "piece data does not start at offset 0");
+                return self.punish(
+                    link,
+                    format!("piece {piece} data starts at offset {offset}, not 0"),
+                );
             }
-            let wanted =
-                l.requested.contains(&piece) && self.state[index.as_usize()] == PieceState::Missing;
+            let requested = l.requested.contains(&piece);
+            if !requested {
+                // A piece we cancelled may still come (once); anything else is a lie.
+                match l.cancelled.iter().position(|p| *p == piece) {
+                    Some(pos) => {
+                        l.cancelled.remove(pos);
+                    }
+                    None => {
+                        return self.punish(link, format!("sent piece {piece} not requested"));
+                    }
+                }
+            }
+            let wanted = requested && self.state[index.as_usize()] == PieceState::Missing;
             l.assembling = Some(Assembly {
                 piece,
                 buf: wanted.then(|| Vec::with_capacity(size as usize)),
@@ -1104,10 +1147,17 @@ impl Swarm {
             return;
         };
         if a.piece != piece || a.filled != offset {
-            return self.violation(link, "piece data interleaved or out of order");
+            let what = format!(
+                "piece {piece} offset {offset} interleaved or out of order (expected piece {} offset {})",
+                a.piece, a.filled
+            );
+            return self.punish(link, what);
         }
         if data.is_empty() || data.len() as u64 > u64::from(a.len - a.filled) {
-            return self.violation(link, "piece data longer than the piece");
+            return self.punish(
+                link,
+                format!("piece {piece} data runs past the piece's end"),
+            );
         }
         if let Some(buf) = &mut a.buf {
             buf.extend_from_slice(data);
@@ -1173,6 +1223,10 @@ impl Swarm {
         for link in holders {
             if let Some(l) = self.links.get_mut(&link) {
                 l.requested.retain(|p| *p != piece);
+                if l.cancelled.len() >= MAX_REMEMBERED_CANCELS {
+                    l.cancelled.pop_front();
+                }
+                l.cancelled.push_back(piece);
                 self.requests[piece as usize] = self.requests[piece as usize].saturating_sub(1);
             }
             self.send(link, WireMessage::Cancel(piece));
@@ -1217,9 +1271,15 @@ impl Swarm {
             self.drop_link(link, Some(CloseReason::Stalled));
         }
         if let Some(f) = &self.manifest_fetch
-            && (now >= f.last_progress + stall || now >= f.started + self.config.manifest_timeout)
+            && (now >= f.last_progress + stall
+                || now >= f.started + self.config.manifest_timeout
+                || (f.buf.is_empty() && now >= f.started + self.config.manifest_answer_timeout))
         {
+            // Not this node again: its other links would stall the same way.
             let link = f.link;
+            if let Some(node) = self.links.get(&link).map(|l| l.node) {
+                self.manifest_refused.insert(node);
+            }
             self.drop_link(link, Some(CloseReason::Stalled));
         }
         let idle = self.config.idle_timeout;

@@ -13,6 +13,10 @@
 //! - random garbage from a peer never panics the swarm; a repeated manifest request closes
 //!   the link (each answer is the whole manifest); links beyond the cap and idle links close;
 //! - a peer that never sends the manifest is replaced after the stall timeout.
+//! - issue 8: piece framing lies (bytes past a piece's end, wrong offsets, a piece not
+//!   requested) ban the peer like a hash failure, and the file comes from the honest peer; a
+//!   node that never answers a manifest request costs one answer timeout, however many links
+//!   it has.
 
 mod sim;
 
@@ -381,6 +385,133 @@ fn a_peer_that_withholds_the_manifest_is_replaced() {
         "took {:?}",
         sim.elapsed()
     );
+}
+
+/// Issue 8, item 3: a peer appending bytes to every piece was never banned.
+#[test]
+fn bytes_past_a_piece_end_ban_the_liar() {
+    let (data, manifest) = content(4 * MIB, 16);
+    let mut sim = Sim::new(16);
+    let liar = sim.add_seeder(&data, &manifest);
+    sim.nodes[liar].misbehaviour.extra_piece_bytes = 1000;
+    let honest = sim.add_seeder(&data, &manifest);
+    let viewer = sim.add_downloader(&manifest);
+    sim.connect(liar, viewer, PathSpec::default());
+    sim.connect(honest, viewer, PathSpec::default());
+    assert!(sim.run_until(Duration::from_secs(30), |s| s.complete(viewer)));
+    sim.assert_holds(viewer, &data);
+    let liar_id = sim.nodes[liar].id;
+    assert!(sim.nodes[viewer].swarm.is_banned(&liar_id));
+    assert!(sim.nodes[viewer].events.iter().any(|e| matches!(
+        e,
+        SwarmEvent::PeerBanned { node, reason } if *node == liar_id
+            && reason.to_string().contains("past the piece's end")
+    )));
+    assert_eq!(
+        sim.nodes[viewer]
+            .received_from
+            .get(&liar_id)
+            .copied()
+            .unwrap_or(0),
+        0,
+        "no verified byte came from the liar"
+    );
+}
+
+#[test]
+fn wrong_piece_offsets_ban_the_liar() {
+    let (data, manifest) = content(2 * MIB, 17);
+    let mut sim = Sim::new(17);
+    let liar = sim.add_seeder(&data, &manifest);
+    sim.nodes[liar].misbehaviour.shift_offsets = true;
+    let honest = sim.add_seeder(&data, &manifest);
+    let viewer = sim.add_downloader(&manifest);
+    // Small messages, so every piece has chunks after the first.
+    let small = PathSpec {
+        max_message_bytes: 16 * 1024,
+        ..PathSpec::default()
+    };
+    sim.connect(liar, viewer, small);
+    sim.connect(honest, viewer, small);
+    assert!(sim.run_until(Duration::from_secs(30), |s| s.complete(viewer)));
+    sim.assert_holds(viewer, &data);
+    assert!(sim.nodes[viewer].swarm.is_banned(&sim.nodes[liar].id));
+}
+
+/// Issue 8, item 4: a holder that never answers the manifest request delayed the download by
+/// two stall timeouts (the retry went to the same node's other connection).
+#[test]
+fn a_node_that_never_answers_the_manifest_costs_one_answer_timeout() {
+    let (data, manifest) = content(MIB, 18);
+    let mut sim = Sim::new(18);
+    let liar = sim.add_seeder(&data, &manifest);
+    sim.nodes[liar].misbehaviour.withhold_manifest = true;
+    let honest = sim.add_seeder(&data, &manifest);
+    let viewer = sim.add_downloader(&manifest);
+    // The liar's two connections come first, so it is asked first.
+    sim.connect(liar, viewer, PathSpec::default());
+    sim.connect(liar, viewer, PathSpec::default());
+    sim.connect(honest, viewer, PathSpec::default());
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.complete(viewer)));
+    sim.assert_holds(viewer, &data);
+    let answer = SwarmConfig::default().manifest_answer_timeout;
+    assert!(
+        sim.elapsed() <= answer + Duration::from_secs(1),
+        "took {:?}",
+        sim.elapsed()
+    );
+}
+
+#[test]
+fn a_piece_not_requested_bans_the_sender() {
+    let (data, manifest) = content(2 * MIB, 19);
+    let t0 = std::time::Instant::now();
+    let mut viewer = Swarm::with_manifest(
+        manifest.clone(),
+        Bitfield::empty(manifest.layout().piece_count()),
+        SwarmConfig::default(),
+        t0,
+    );
+    let peer = NodeId::random();
+    viewer.handle_input(
+        Input::LinkOpened {
+            link: LinkId(1),
+            node: peer,
+            max_message_bytes: 262_144,
+        },
+        t0,
+    );
+    let hs = WireMessage::Handshake {
+        version: 1,
+        info_hash: manifest.info_hash(),
+    }
+    .encode();
+    viewer.handle_input(
+        Input::Message {
+            link: LinkId(1),
+            data: &hs,
+        },
+        t0,
+    );
+    // No bitfield from the peer: nothing is requested from it, yet it sends piece 3.
+    let piece = WireMessage::Piece {
+        piece: 3,
+        offset: 0,
+        data: &data[3 * PIECE_LEN as usize..3 * PIECE_LEN as usize + 1000],
+    }
+    .encode();
+    viewer.handle_input(
+        Input::Message {
+            link: LinkId(1),
+            data: &piece,
+        },
+        t0,
+    );
+    assert!(viewer.is_banned(&peer));
+    assert!(drain(&mut viewer).iter().any(|o| matches!(
+        o,
+        Output::Event(SwarmEvent::PeerBanned { reason, .. }) if reason.to_string().contains("not requested")
+    )));
 }
 
 /// A seeder swarm with one link from `node`, handshake done.

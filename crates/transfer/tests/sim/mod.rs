@@ -43,6 +43,11 @@ pub struct Misbehaviour {
     pub fake_manifest: Option<Vec<u8>>,
     /// Never sends manifest data (but keeps the link open).
     pub withhold_manifest: bool,
+    /// Sends this many extra bytes past the end of every piece (issue 8: a peer appending
+    /// 1,000 bytes to every piece was never banned).
+    pub extra_piece_bytes: usize,
+    /// Shifts the offset of every piece chunk after the first by one byte.
+    pub shift_offsets: bool,
 }
 
 pub struct SimNode {
@@ -379,6 +384,32 @@ impl Sim {
                 data: &bad,
             }
             .encode();
+        }
+        // A liar sending bytes past a piece's end, or chunks at wrong offsets.
+        if let Ok(WireMessage::Piece {
+            piece,
+            offset,
+            data,
+        }) = WireMessage::decode(&message)
+        {
+            let extra = self.nodes[n].misbehaviour.extra_piece_bytes;
+            if piece_end && extra > 0 {
+                let mut longer = data.to_vec();
+                longer.extend(std::iter::repeat_n(0x5a, extra));
+                message = WireMessage::Piece {
+                    piece,
+                    offset,
+                    data: &longer,
+                }
+                .encode();
+            } else if self.nodes[n].misbehaviour.shift_offsets && offset > 0 {
+                message = WireMessage::Piece {
+                    piece,
+                    offset: offset + 1,
+                    data,
+                }
+                .encode();
+            }
         }
         // A liar answering manifest requests with something else.
         if let Some(fake) = &self.nodes[n].misbehaviour.fake_manifest
