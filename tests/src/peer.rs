@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 /// One file the test peer offers.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct PeerFile {
     /// The name it announces (anything, hostile included).
     pub name: String,
@@ -26,6 +26,14 @@ pub struct PeerFile {
     pub data: Arc<Vec<u8>>,
     /// Pieces it corrupts on the wire (first byte flipped).
     pub corrupt_pieces: Vec<u32>,
+    /// Announces this size instead of the real one (index squatting).
+    pub announced_size: Option<u64>,
+    /// Serves this many pieces, then ignores every request (and keeps the channel open).
+    pub stall_after_pieces: Option<u32>,
+    /// Appends this many bytes past the end of every piece.
+    pub extra_piece_bytes: usize,
+    /// Never answers a manifest request.
+    pub withhold_manifest: bool,
 }
 
 impl PeerFile {
@@ -91,7 +99,7 @@ impl TestPeer {
                 .map(|(f, h)| FileAnnouncement {
                     info_hash: *h,
                     name: f.name.clone(),
-                    size: f.data.len() as u64,
+                    size: f.announced_size.unwrap_or(f.data.len() as u64),
                     mime: "video/mp4".into(),
                     category: Category::Video,
                 })
@@ -219,8 +227,12 @@ async fn serve_channel(data: &DataLink, files: &HashMap<InfoHash, (PeerFile, Man
     let full = shoal_storage::Bitfield::full(manifest.layout().piece_count());
     let _ = send(WireMessage::Bitfield(full.as_bytes())).await;
     let manifest_bytes = manifest.to_bytes();
+    let mut served = 0u32;
     while let Some(message) = data.recv().await {
         match WireMessage::decode(&message) {
+            Ok(WireMessage::ManifestRequest) if file.withhold_manifest => {}
+            Ok(WireMessage::Request(_)) if file.stall_after_pieces.is_some_and(|n| served >= n) => {
+            }
             Ok(WireMessage::ManifestRequest) => {
                 for (i, part) in manifest_bytes.chunks(chunk).enumerate() {
                     let _ = send(WireMessage::ManifestData {
@@ -240,6 +252,8 @@ async fn serve_channel(data: &DataLink, files: &HashMap<InfoHash, (PeerFile, Man
                 if file.corrupt_pieces.contains(&piece) {
                     bytes[0] ^= 0xff;
                 }
+                bytes.extend(std::iter::repeat_n(0x5a, file.extra_piece_bytes));
+                served += 1;
                 for (i, part) in bytes.chunks(chunk).enumerate() {
                     let m = WireMessage::Piece {
                         piece,

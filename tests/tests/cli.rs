@@ -186,6 +186,7 @@ async fn a_corrupt_piece_is_caught_and_refetched() {
             name: "cityCC0.mpg".into(),
             data: data.clone().into(),
             corrupt_pieces: (0..64).collect(),
+            ..PeerFile::default()
         }],
     )
     .await;
@@ -237,6 +238,7 @@ async fn hostile_names_stay_inside_the_output_folder() {
             name: n.to_string(),
             data: vec![i as u8 + 1; 300_000].into(),
             corrupt_pieces: Vec::new(),
+            ..PeerFile::default()
         })
         .collect();
     let peer = TestPeer::start(&server.url, files.clone()).await;
@@ -315,6 +317,7 @@ async fn every_source_failing_is_an_error() {
             name: "unreachable.mp4".into(),
             data: vec![7u8; 100_000].into(),
             corrupt_pieces: Vec::new(),
+            ..PeerFile::default()
         }],
     )
     .await;

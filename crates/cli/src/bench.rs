@@ -179,7 +179,7 @@ fn run_get(
     if sha256_file(Path::new(&path))? != *expected {
         bail!("downloaded file differs from the original");
     }
-    // "fetched N bytes from P peers in T s (R MiB/s); resumed ...; peak RSS X MiB"
+    // "fetched N bytes from P peer(s) in T s (R MiB/s); resumed ...; peak RSS X MiB"
     let summary = stderr
         .lines()
         .find(|l| l.starts_with("fetched "))

@@ -330,9 +330,9 @@ async fn get(
                     }
                     let secs = summary.elapsed.as_secs_f64().max(1e-3);
                     eprintln!(
-                        "fetched {} bytes from {} peers in {:.1} s ({:.1} MiB/s); resumed {} bytes; peak RSS {}",
+                        "fetched {} bytes from {} in {:.1} s ({:.1} MiB/s); resumed {} bytes; peak RSS {}",
                         summary.fetched_bytes,
-                        summary.per_peer_bytes.len(),
+                        progress::peers(summary.per_peer_bytes.len()),
                         secs,
                         summary.fetched_bytes as f64 / secs / (1024.0 * 1024.0),
                         summary.resumed_bytes,

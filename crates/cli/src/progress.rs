@@ -123,7 +123,7 @@ impl Transfer {
             Some(bar) => {
                 bar.set_length(p.len_bytes);
                 bar.set_position(p.bytes_done);
-                bar.set_prefix(format!("{rate:.1} MiB/s, {} peers", p.peers));
+                bar.set_prefix(format!("{rate:.1} MiB/s, {}", peers(p.peers)));
             }
             None => {
                 // "progress <done> <total> <MiB/s> <peers>" when something changed, at most
@@ -138,8 +138,10 @@ impl Transfer {
                 }
                 *last = Some((Instant::now(), p.bytes_done));
                 eprintln!(
-                    "progress {} {} {rate:.1} MiB/s {} peers",
-                    p.bytes_done, p.len_bytes, p.peers
+                    "progress {} {} {rate:.1} MiB/s {}",
+                    p.bytes_done,
+                    p.len_bytes,
+                    peers(p.peers)
                 );
             }
         }
@@ -163,6 +165,15 @@ pub fn note(bar: &Option<Transfer>, line: &str) {
     match bar.as_ref().and_then(|b| b.bar.as_ref()) {
         Some(bar) => bar.println(line),
         None => eprintln!("{line}"),
+    }
+}
+
+/// "1 peer", "2 peers": a count of peers (nodes, not connections) in words.
+pub fn peers(n: usize) -> String {
+    if n == 1 {
+        "1 peer".to_owned()
+    } else {
+        format!("{n} peers")
     }
 }
 

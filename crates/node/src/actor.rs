@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shoal_protocol::{
     Category, ClientToServer, ConnectionId, FileAnnouncement, IceServer, IndexedFile, InfoHash,
@@ -51,16 +51,17 @@ pub(crate) enum Internal {
         transfer: Option<TransferId>,
         reason: String,
     },
-    /// A link of a download closed (the swarm task says so); `delivered` when that peer sent
-    /// at least one verified piece.
+    /// A link of a download closed (the swarm task says so); `failure` says what the peer
+    /// did wrong, `None` when the link ended through no fault of the peer's.
     LinkClosed {
         transfer: TransferId,
         peer: NodeId,
-        delivered: bool,
+        failure: Option<String>,
     },
     PeerBanned {
         transfer: TransferId,
         peer: NodeId,
+        reason: String,
     },
     SwarmEnded(SwarmEnded),
 }
@@ -95,12 +96,35 @@ struct Share {
 struct PeerSlots {
     live: usize,
     pending: usize,
-    /// Connection attempts that failed; a holder is given up after [`MAX_CONNECT_FAILURES`].
+    /// Times this holder failed this download: a connection that did not open, or links that
+    /// all ended by the peer's fault (stalled, broke the protocol, closed). Never reset by a
+    /// delivered piece, or a peer that sends one good piece and then stalls would be
+    /// reconnected forever. A holder is given up after [`MAX_PEER_FAILURES`].
     failures: u32,
+    /// Not tried again before this (exponential backoff after each failure).
+    retry_at: Option<Instant>,
 }
 
-/// Failed connection attempts after which a holder is not tried again by a download.
-const MAX_CONNECT_FAILURES: u32 = 2;
+impl PeerSlots {
+    fn fail(&mut self, now: Instant) {
+        self.failures += 1;
+        let backoff = FIRST_BACKOFF * 2u32.saturating_pow(self.failures.saturating_sub(1));
+        self.retry_at = Some(now + backoff.min(MAX_BACKOFF));
+    }
+
+    /// Whether a retry is still to come.
+    fn waiting(&self, now: Instant) -> bool {
+        self.failures < MAX_PEER_FAILURES && self.retry_at.is_some_and(|t| t > now)
+    }
+}
+
+/// Failures after which a holder is not tried again by a download (issue 8: a peer that
+/// delivered one piece and then stalled made `shoal get` reconnect 80 times in 120 s).
+const MAX_PEER_FAILURES: u32 = 3;
+/// Wait before retrying a holder after its first failure; doubled after each further one.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait between retries of one holder.
+const MAX_BACKOFF: Duration = Duration::from_secs(16);
 
 struct Download {
     info_hash: InfoHash,
@@ -804,7 +828,7 @@ impl Actor {
                     let slots = d.peers.entry(peer).or_default();
                     slots.pending = slots.pending.saturating_sub(1);
                     if slots.live + slots.pending == 0 {
-                        slots.failures += 1;
+                        slots.fail(Instant::now());
                     }
                     d.last_failure = Some(format!("connecting to {}: {reason}", peer.short()));
                 }
@@ -812,24 +836,30 @@ impl Actor {
             Internal::LinkClosed {
                 transfer,
                 peer,
-                delivered,
+                failure,
             } => {
                 if let Some(d) = self.downloads.get_mut(&transfer) {
                     let slots = d.peers.entry(peer).or_default();
                     slots.live = slots.live.saturating_sub(1);
-                    // A holder that connects but never delivers counts as failing, or the
-                    // download would reconnect to it forever.
-                    if !delivered && slots.live + slots.pending == 0 {
-                        slots.failures += 1;
+                    if let Some(failure) = failure {
+                        // One failure per episode: the peer's last link is gone.
+                        if slots.live + slots.pending == 0 {
+                            slots.fail(Instant::now());
+                        }
+                        if !d.banned.contains(&peer) {
+                            d.last_failure = Some(format!("peer {} {failure}", peer.short()));
+                        }
                     }
-                    d.last_failure
-                        .get_or_insert_with(|| format!("peer {} went away", peer.short()));
                 }
             }
-            Internal::PeerBanned { transfer, peer } => {
+            Internal::PeerBanned {
+                transfer,
+                peer,
+                reason,
+            } => {
                 if let Some(d) = self.downloads.get_mut(&transfer) {
                     d.banned.insert(peer);
-                    d.last_failure = Some(format!("peer {} sent corrupt data", peer.short()));
+                    d.last_failure = Some(format!("peer {} banned: {reason}", peer.short()));
                 }
             }
             Internal::SwarmEnded(ended) => self.on_swarm_ended(ended).await,
@@ -903,12 +933,16 @@ impl Actor {
         let info_hash = d.info_hash;
         let mut to_open = Vec::new();
         let mut peers_in_use = d.peers.values().filter(|p| p.live + p.pending > 0).count();
+        let now = Instant::now();
         for &holder in holders {
             if d.banned.contains(&holder) || Some(holder) == self.node_id {
                 continue;
             }
             let slots = d.peers.entry(holder).or_default();
-            if slots.live + slots.pending > 0 || slots.failures >= MAX_CONNECT_FAILURES {
+            if slots.live + slots.pending > 0
+                || slots.failures >= MAX_PEER_FAILURES
+                || slots.retry_at.is_some_and(|t| t > now)
+            {
                 continue;
             }
             if peers_in_use >= max_peers {
@@ -950,7 +984,8 @@ impl Actor {
         let Some(d) = self.downloads.get_mut(&transfer) else {
             return;
         };
-        if opened == 0 && d.active() == 0 {
+        let now = Instant::now();
+        if opened == 0 && d.active() == 0 && !d.peers.values().any(|p| p.waiting(now)) {
             d.hopeless_refreshes += 1;
         } else {
             d.hopeless_refreshes = 0;

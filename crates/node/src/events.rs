@@ -74,7 +74,7 @@ pub struct DownloadProgress {
     pub len_bytes: u64,
     /// Receive rate over the last second, bytes per second.
     pub rate_bytes_per_sec: f64,
-    /// Open links (data channels) to peers.
+    /// Peers (nodes) with at least one open link; two connections to one node count once.
     pub peers: usize,
 }
 

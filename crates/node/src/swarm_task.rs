@@ -11,7 +11,7 @@ use bytes::Bytes;
 use shoal_protocol::{InfoHash, NodeId};
 use shoal_rtc::{DataLink, PeerLink};
 use shoal_storage::{Bitfield, Manifest, PartFile, SourceFile};
-use shoal_transfer::{Input, LinkId, Output, Swarm, SwarmConfig, SwarmEvent};
+use shoal_transfer::{CloseReason, Input, LinkId, Output, Swarm, SwarmConfig, SwarmEvent};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -156,7 +156,9 @@ pub(crate) async fn run_download(
             (swarm, Store::Part(Some(part)), bytes)
         }
         Ok(Ok(None)) => (
-            Swarm::new_download(info_hash, Some(len_bytes), config, now),
+            // The index's size is only a hint (any holder may claim any size): the manifest,
+            // checked against the info hash, gives the length.
+            Swarm::new_download(info_hash, None, config, now),
             Store::Part(None),
             0,
         ),
@@ -288,7 +290,7 @@ impl Driver {
                     if queued > MAX_QUEUED_BYTES {
                         warn!(%link, queued, "peer is not reading; closing the link");
                         self.feed(Input::LinkClosed { link });
-                        self.remove_link(link);
+                        self.remove_link(link, Some("stopped reading what we send".into()));
                     } else {
                         let _ = entry.writer.send((message, piece_end));
                     }
@@ -328,7 +330,15 @@ impl Driver {
                 }
                 Output::CloseLink { link, reason } => {
                     debug!(%link, %reason, "closing link");
-                    self.remove_link(link);
+                    // Idle and surplus links are not the peer's fault.
+                    let failure = match reason {
+                        CloseReason::Idle | CloseReason::TooManyLinks => None,
+                        CloseReason::Stalled => {
+                            Some("stalled: requests went unanswered".to_owned())
+                        }
+                        other => Some(other.to_string()),
+                    };
+                    self.remove_link(link, failure);
                 }
                 Output::Event(event) => self.on_swarm_event(event),
             }
@@ -368,6 +378,7 @@ impl Driver {
                     let _ = self.spec.internal.send(Internal::PeerBanned {
                         transfer,
                         peer: node,
+                        reason: reason.to_string(),
                     });
                 }
             }
@@ -461,7 +472,9 @@ impl Driver {
         });
     }
 
-    fn remove_link(&mut self, link: LinkId) {
+    /// Closes a link. `failure` says what the peer did wrong, `None` when the link ended
+    /// through no fault of the peer's; the node's holder policy counts failures.
+    fn remove_link(&mut self, link: LinkId, failure: Option<String>) {
         let Some(entry) = self.links.remove(&link) else {
             return;
         };
@@ -474,7 +487,7 @@ impl Driver {
             let _ = self.spec.internal.send(Internal::LinkClosed {
                 transfer,
                 peer: entry.peer,
-                delivered: self.per_peer.get(&entry.peer).is_some_and(|b| *b > 0),
+                failure,
             });
         }
     }
@@ -489,7 +502,7 @@ impl Driver {
             LinkIo::Closed { link } => {
                 if self.links.contains_key(&link) {
                     self.feed(Input::LinkClosed { link });
-                    self.remove_link(link);
+                    self.remove_link(link, Some("closed the connection".into()));
                 }
             }
             LinkIo::PieceSent { link } => self.feed(Input::PieceSent { link }),
@@ -537,7 +550,12 @@ impl Driver {
                 bytes_done: self.bytes_done(),
                 len_bytes,
                 rate_bytes_per_sec: rate,
-                peers: self.links.len(),
+                peers: self
+                    .links
+                    .values()
+                    .map(|l| l.peer)
+                    .collect::<std::collections::HashSet<_>>()
+                    .len(),
             }));
         if self.resume_dirty && now.duration_since(self.last_resume_save) >= RESUME_INTERVAL {
             self.save_resume();
@@ -557,7 +575,7 @@ impl Driver {
     async fn finish(mut self, outcome: Outcome) {
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
         for id in ids {
-            self.remove_link(id);
+            self.remove_link(id, None);
         }
         let info_hash = self.spec.info_hash;
         // `None`: stopped quietly. For a share, `Err` is why it stopped serving.
