@@ -68,13 +68,31 @@ async fn a_peer_that_stalls_after_one_piece_does_not_stop_the_download() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_appending_bytes_to_pieces_is_banned_and_the_download_completes() {
-    let stderr = download_despite(|f| f.extra_piece_bytes = 1000).await;
-    assert!(
-        stderr
-            .iter()
-            .any(|l| l.contains("banned: protocol violation: piece")),
-        "the liar was not banned: {stderr:#?}"
-    );
+    let media = corpus();
+    let server = SignalServer::start();
+    // The liar is the only holder until it is banned; then an honest seeder joins.
+    let liar = TestPeer::start(&server.url, vec![liar_file(|f| f.extra_piece_bytes = 1000)]).await;
+    let hash = liar.info_hashes[0].to_string();
+    let url = server.url.clone();
+    let (ok, stdout, stderr, _honest) = tokio::task::spawn_blocking(move || {
+        let out = tempfile::tempdir().expect("tempdir");
+        let mut download = get(&url, &hash, out.path());
+        download.wait_line(|l| l.contains("banned: protocol violation: piece"));
+        let (honest, _) = seed(&url, &[&media.mpg]);
+        let (ok, stdout, stderr) = download.finish();
+        if ok {
+            assert_eq!(
+                sha256_file(Path::new(stdout.trim())),
+                sha256_file(&media.mpg),
+                "byte-identical"
+            );
+        }
+        (ok, stdout, stderr, honest)
+    })
+    .await
+    .expect("join");
+    assert!(ok, "get failed: {stdout} {stderr:#?}");
+    drop(liar);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
