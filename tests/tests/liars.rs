@@ -31,6 +31,19 @@ fn liar_file(lie: impl FnOnce(&mut PeerFile)) -> PeerFile {
     file
 }
 
+/// Waits for `get` to exit; a success must have written the corpus file byte for byte.
+fn finish_checked(download: shoal_e2e::Proc) -> (bool, String, Vec<String>) {
+    let (ok, stdout, stderr) = download.finish();
+    if ok {
+        assert_eq!(
+            sha256_file(Path::new(stdout.trim())),
+            sha256_file(&corpus().mpg),
+            "byte-identical"
+        );
+    }
+    (ok, stdout, stderr)
+}
+
 /// Starts the liar and an honest `shoal seed` of the same file, then downloads it; returns
 /// `get`'s stderr after checking the file.
 async fn download_despite(lie: impl FnOnce(&mut PeerFile)) -> Vec<String> {
@@ -44,14 +57,7 @@ async fn download_despite(lie: impl FnOnce(&mut PeerFile)) -> Vec<String> {
         let (honest, hashes) = seed(&url, &[&media.mpg]);
         assert_eq!(hashes[0], hash, "same bytes, same info hash");
         let out = tempfile::tempdir().expect("tempdir");
-        let (ok, stdout, stderr) = get(&url, &hash, out.path()).finish();
-        if ok {
-            assert_eq!(
-                sha256_file(Path::new(stdout.trim())),
-                sha256_file(&media.mpg),
-                "byte-identical"
-            );
-        }
+        let (ok, stdout, stderr) = finish_checked(get(&url, &hash, out.path()));
         (ok, stdout, stderr, honest)
     })
     .await
@@ -79,14 +85,7 @@ async fn a_peer_appending_bytes_to_pieces_is_banned_and_the_download_completes()
         let mut download = get(&url, &hash, out.path());
         download.wait_line(|l| l.contains("banned: protocol violation: piece"));
         let (honest, _) = seed(&url, &[&media.mpg]);
-        let (ok, stdout, stderr) = download.finish();
-        if ok {
-            assert_eq!(
-                sha256_file(Path::new(stdout.trim())),
-                sha256_file(&media.mpg),
-                "byte-identical"
-            );
-        }
+        let (ok, stdout, stderr) = finish_checked(download);
         (ok, stdout, stderr, honest)
     })
     .await
