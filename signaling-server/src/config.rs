@@ -29,8 +29,8 @@ pub struct Config {
     /// Bytes of relayed signals queued over all clients; past it, `server_busy`. This bounds
     /// the server's queue memory whatever the number of slow readers. Default 64 MiB.
     pub max_queued_bytes_total: usize,
-    /// Connections served as nodes. Default 16,384; `shoal-signal` lowers it to fit its
-    /// open-file limit.
+    /// Connections served as nodes. Default 16,384; [`serve`](crate::serve) lowers it to fit
+    /// the open-file limit of the process it runs in.
     pub max_connections: usize,
     /// Connections accepted past [`Config::max_connections`] that may only ask `status`
     /// (their `hello` gets `server_full` and close code 1013), so monitors still get in when

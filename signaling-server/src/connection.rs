@@ -86,6 +86,20 @@ pub(crate) async fn run(
     drop(slot);
 }
 
+/// The rate an `announce`/`unannounce` went past, in words.
+fn index_change_limit() -> String {
+    format!(
+        "too many index changes; at most {INDEX_CHANGES_BURST} at once and {INDEX_CHANGES_PER_SEC} per second"
+    )
+}
+
+/// The rate a `list`/`search` went past, in words.
+fn query_limit() -> String {
+    format!(
+        "too many list and search requests; at most {QUERIES_BURST} at once and {QUERIES_PER_SEC} per second per connection, {ADDRESS_QUERIES_BURST} and {ADDRESS_QUERIES_PER_SEC} per address"
+    )
+}
+
 /// What the message loop does next.
 enum Flow {
     Continue,
@@ -115,14 +129,13 @@ struct Connection {
 }
 
 /// Waits for a new index revision, or forever before `hello`.
-async fn revision_changed(rx: &mut Option<watch::Receiver<u64>>) -> Option<u64> {
-    match rx {
-        Some(rx) => match rx.changed().await {
-            Ok(()) => Some(*rx.borrow_and_update()),
-            Err(_) => std::future::pending().await,
-        },
-        None => std::future::pending().await,
+async fn revision_changed(rx: &mut Option<watch::Receiver<u64>>) -> u64 {
+    if let Some(rx) = rx
+        && rx.changed().await.is_ok()
+    {
+        return *rx.borrow_and_update();
     }
+    std::future::pending().await
 }
 
 impl Connection {
@@ -160,7 +173,7 @@ impl Connection {
                     Flow::Close(CloseCode::Policy, "hello required in time")
                 }
                 incoming = self.ws.next() => self.on_incoming(incoming).await,
-                Some(revision) = revision_changed(&mut self.revision_rx) => {
+                revision = revision_changed(&mut self.revision_rx) => {
                     self.reply(&ServerToClient::IndexChanged { revision }).await
                 }
                 Some(frame) = rx.recv() => {
@@ -288,7 +301,8 @@ impl Connection {
         match message {
             ClientToServer::Hello { .. } | ClientToServer::Status { .. } => Flow::Continue,
             ClientToServer::Announce { files, request_id } => {
-                if let Some(flow) = self.throttle_index_change(request_id).await {
+                let allowed = self.index_change_allowed();
+                if let Some(flow) = self.throttle(allowed, index_change_limit, request_id).await {
                     return flow;
                 }
                 let max_files = self.shared.config.max_files_per_node;
@@ -306,7 +320,8 @@ impl Connection {
                 }
             }
             ClientToServer::Unannounce { info_hashes } => {
-                if let Some(flow) = self.throttle_index_change(None).await {
+                let allowed = self.index_change_allowed();
+                if let Some(flow) = self.throttle(allowed, index_change_limit, None).await {
                     return flow;
                 }
                 if self.shared.index_mut().unannounce(node, &info_hashes) {
@@ -318,7 +333,8 @@ impl Connection {
                 category,
                 request_id,
             } => {
-                if let Some(flow) = self.throttle_query(request_id).await {
+                let allowed = self.query_allowed();
+                if let Some(flow) = self.throttle(allowed, query_limit, request_id).await {
                     return flow;
                 }
                 let (files, total) = {
@@ -337,7 +353,8 @@ impl Connection {
                 category,
                 request_id,
             } => {
-                if let Some(flow) = self.throttle_query(request_id).await {
+                let allowed = self.query_allowed();
+                if let Some(flow) = self.throttle(allowed, query_limit, request_id).await {
                     return flow;
                 }
                 let found = {
@@ -383,34 +400,22 @@ impl Connection {
                     return Flow::Continue;
                 };
                 let result = self.shared.registry().relay(to, Message::text(text));
-                match result {
-                    Ok(()) => Flow::Continue,
+                let (code, reason) = match result {
+                    Ok(()) => return Flow::Continue,
                     Err(RelayError::UnknownPeer) => {
-                        self.refuse(
-                            ErrorCode::UnknownPeer,
-                            format!("no connected node {to}"),
-                            None,
-                        )
-                        .await
+                        (ErrorCode::UnknownPeer, format!("no connected node {to}"))
                     }
-                    Err(RelayError::Busy) => {
-                        self.refuse(
-                            ErrorCode::PeerBusy,
-                            format!("node {to} is not keeping up; the signal was dropped"),
-                            None,
-                        )
-                        .await
-                    }
-                    Err(RelayError::ServerBusy) => {
-                        self.refuse(
-                            ErrorCode::ServerBusy,
-                            "the server holds its limit of queued signals; the signal was dropped"
-                                .into(),
-                            None,
-                        )
-                        .await
-                    }
-                }
+                    Err(RelayError::Busy) => (
+                        ErrorCode::PeerBusy,
+                        format!("node {to} is not keeping up; the signal was dropped"),
+                    ),
+                    Err(RelayError::ServerBusy) => (
+                        ErrorCode::ServerBusy,
+                        "the server holds its limit of queued signals; the signal was dropped"
+                            .into(),
+                    ),
+                };
+                self.refuse(code, reason, None).await
             }
         }
     }
@@ -477,39 +482,36 @@ impl Connection {
         flow
     }
 
-    /// Refuses an index change past this connection's rate (`rate_limited`), or `None`.
-    async fn throttle_index_change(&mut self, request_id: Option<u64>) -> Option<Flow> {
-        if self.index_changes.try_take(std::time::Instant::now()) {
-            return None;
-        }
-        let reason = format!(
-            "too many index changes; at most {INDEX_CHANGES_BURST} at once and {INDEX_CHANGES_PER_SEC} per second"
-        );
-        Some(
-            self.refuse(ErrorCode::RateLimited, reason, request_id)
-                .await,
-        )
+    /// Takes a token for an `announce` or `unannounce`.
+    fn index_change_allowed(&mut self) -> bool {
+        self.index_changes.try_take(std::time::Instant::now())
     }
 
-    /// Refuses a `list` or `search` past this connection's or this address's rate
-    /// (`rate_limited`), or `None`.
-    async fn throttle_query(&mut self, request_id: Option<u64>) -> Option<Flow> {
+    /// Takes a token for a `list` or `search`, from this connection's and this address's
+    /// buckets.
+    fn query_allowed(&mut self) -> bool {
         let now = std::time::Instant::now();
-        if self.queries.try_take(now)
+        self.queries.try_take(now)
             && self.shared.address_queries.try_take(
                 self.addr.ip(),
                 ADDRESS_QUERIES_BURST,
                 ADDRESS_QUERIES_PER_SEC,
                 now,
             )
-        {
+    }
+
+    /// `None` when `allowed`; else refuses with `rate_limited`, `limit` naming the rate.
+    async fn throttle(
+        &mut self,
+        allowed: bool,
+        limit: fn() -> String,
+        request_id: Option<u64>,
+    ) -> Option<Flow> {
+        if allowed {
             return None;
         }
-        let reason = format!(
-            "too many list and search requests; at most {QUERIES_BURST} at once and {QUERIES_PER_SEC} per second per connection, {ADDRESS_QUERIES_BURST} and {ADDRESS_QUERIES_PER_SEC} per address"
-        );
         Some(
-            self.refuse(ErrorCode::RateLimited, reason, request_id)
+            self.refuse(ErrorCode::RateLimited, limit(), request_id)
                 .await,
         )
     }

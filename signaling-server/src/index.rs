@@ -323,8 +323,7 @@ impl Index {
             ));
         }
         if query_words.is_empty() {
-            let (files, total) = self.list(category);
-            let mut files = files;
+            let (mut files, total) = self.list(category);
             files.truncate(MAX_SEARCH_RESULTS);
             return Ok((files, total));
         }

@@ -53,6 +53,10 @@ use registry::{QueueLimits, QueuedBytes, Registry};
 /// How long [`ServerHandle::shutdown`] waits for clients to take their close frame.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
+/// File descriptors kept free of connections: the listener, the runtime, reading /proc for
+/// the status line, and whatever else the embedding program opens.
+const SPARE_FDS: usize = 64;
+
 /// How often `index_changed` notices may go out at most (coalescing window): the first
 /// change is told at once, later ones at most once per interval, to every node at once.
 const INDEX_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
@@ -202,8 +206,16 @@ impl ServerHandle {
 ///
 /// # Panics
 /// When called outside a tokio runtime.
-pub fn serve(listener: TcpListener, config: Config) -> std::io::Result<ServerHandle> {
+pub fn serve(listener: TcpListener, mut config: Config) -> std::io::Result<ServerHandle> {
     let local_addr = listener.local_addr()?;
+    let fit = connections_that_fit(config.monitor_reserve);
+    if fit < config.max_connections {
+        info!(
+            max_connections = fit,
+            "the open-file limit lowers the connection limit"
+        );
+        config.max_connections = fit;
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel::<()>(1);
     let (status_tx, _) = watch::channel(ServerStatus::default());
@@ -244,6 +256,15 @@ pub fn serve(listener: TcpListener, config: Config) -> std::io::Result<ServerHan
         shutdown_tx,
         done_rx,
     })
+}
+
+/// Nodes that fit under this process's open-file limit once the monitor reserve and
+/// [`SPARE_FDS`] are set aside (the embedding app's limit as much as `shoal-signal`'s).
+fn connections_that_fit(monitor_reserve: usize) -> usize {
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(monitor_reserve + SPARE_FDS)
 }
 
 async fn accept_loop(

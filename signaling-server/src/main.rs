@@ -114,28 +114,11 @@ fn main() -> anyhow::Result<()> {
     }
 
     // Each client holds a socket; the default soft limit of 1024 would cap the server there.
-    // Nodes and the monitor reserve must fit under it, with room for the listener, the
-    // runtime and reading /proc for the status line.
-    const SPARE_FDS: usize = 64;
-    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => {
-            tracing::debug!(limit, "open-file limit raised");
-            limit
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not raise the open-file limit");
-            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
-        }
-    };
-    let fit = usize::try_from(limit)
-        .unwrap_or(usize::MAX)
-        .saturating_sub(config.monitor_reserve + SPARE_FDS);
-    if fit < config.max_connections {
-        tracing::info!(
-            max_connections = fit,
-            "open-file limit lowers the connection limit"
-        );
-        config.max_connections = fit;
+    // Each client holds a socket; the default soft limit of 1024 would cap the server there
+    // (`serve` fits its connection limit under whatever limit there is).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit raised"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -20,25 +20,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, Seen, ServerProcess, WAIT, announce, hash};
+use common::{Client, Seen, ServerProcess, WAIT, announce, error_code, hash, serve};
 use shoal_protocol::{ErrorCode, ServerToClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn error_code(message: &ServerToClient) -> Option<ErrorCode> {
-    match message {
-        ServerToClient::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
-async fn serve(config: shoal_signal::Config) -> (shoal_signal::ServerHandle, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = shoal_signal::serve(listener, config).expect("serve");
-    let url = server.url();
-    (server, url)
-}
 
 fn signal_to(to: &str, sdp_bytes: usize) -> serde_json::Value {
     serde_json::json!({"type": "signal", "to": to,

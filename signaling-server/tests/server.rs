@@ -16,15 +16,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, Seen, ServerProcess, WAIT, announce, hash};
+use common::{Client, Seen, ServerProcess, WAIT, announce, error_code, hash, serve};
 use shoal_protocol::{Category, ErrorCode, ServerToClient, Signal};
-
-fn error_code(message: &ServerToClient) -> Option<ErrorCode> {
-    match message {
-        ServerToClient::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
 
 #[tokio::test]
 async fn two_nodes_exchange_signals_in_both_directions() {
@@ -427,9 +420,6 @@ async fn limits_on_names_and_files_per_node() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
     let config = shoal_signal::Config {
         send_queue_depth: 8,
         write_timeout: Duration::from_millis(500),
@@ -437,8 +427,7 @@ async fn a_client_that_stops_reading_is_dropped() {
         max_refusals: 1_000_000,
         ..Default::default()
     };
-    let server = shoal_signal::serve(listener, config).expect("serve");
-    let url = server.url();
+    let (server, url) = serve(config).await;
     let mut sender = Client::joined(&url).await;
     let sleeper = Client::joined(&url).await;
     let sleeper_id = sleeper.id();

@@ -167,6 +167,25 @@ pub fn announce(
     ]})
 }
 
+/// The server in this process on 127.0.0.1:0, for tests that need a config no flag sets;
+/// returns it with its URL.
+pub async fn serve(config: shoal_signal::Config) -> (shoal_signal::ServerHandle, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = shoal_signal::serve(listener, config).expect("serve");
+    let url = server.url();
+    (server, url)
+}
+
+/// The code of an `error` message, `None` for anything else.
+pub fn error_code(message: &ServerToClient) -> Option<shoal_protocol::ErrorCode> {
+    match message {
+        ServerToClient::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
 /// A distinct, valid info hash per `n`.
 pub fn hash(n: u8) -> String {
     format!("{n:02x}").repeat(32)
