@@ -112,6 +112,11 @@ impl PeerSlots {
         self.retry_at = Some(now + backoff.min(MAX_BACKOFF));
     }
 
+    /// Whether this holder may be tried now (not given up, not backing off).
+    fn may_try(&self, now: Instant) -> bool {
+        self.failures < MAX_PEER_FAILURES && self.retry_at.is_none_or(|t| t <= now)
+    }
+
     /// Whether a retry is still to come.
     fn waiting(&self, now: Instant) -> bool {
         self.failures < MAX_PEER_FAILURES && self.retry_at.is_some_and(|t| t > now)
@@ -939,10 +944,7 @@ impl Actor {
                 continue;
             }
             let slots = d.peers.entry(holder).or_default();
-            if slots.live + slots.pending > 0
-                || slots.failures >= MAX_PEER_FAILURES
-                || slots.retry_at.is_some_and(|t| t > now)
-            {
+            if slots.live + slots.pending > 0 || !slots.may_try(now) {
                 continue;
             }
             if peers_in_use >= max_peers {

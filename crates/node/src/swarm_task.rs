@@ -156,9 +156,7 @@ pub(crate) async fn run_download(
             (swarm, Store::Part(Some(part)), bytes)
         }
         Ok(Ok(None)) => (
-            // The index's size is only a hint (any holder may claim any size): the manifest,
-            // checked against the info hash, gives the length.
-            Swarm::new_download(info_hash, None, config, now),
+            Swarm::new_download(info_hash, config, now),
             Store::Part(None),
             0,
         ),
@@ -333,9 +331,6 @@ impl Driver {
                     // Idle and surplus links are not the peer's fault.
                     let failure = match reason {
                         CloseReason::Idle | CloseReason::TooManyLinks => None,
-                        CloseReason::Stalled => {
-                            Some("stalled: requests went unanswered".to_owned())
-                        }
                         other => Some(other.to_string()),
                     };
                     self.remove_link(link, failure);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shoal_protocol::{InfoHash, NodeId};
-use shoal_storage::{Bitfield, Layout, MAX_PIECES, Manifest, PIECE_LEN, PieceIndex};
+use shoal_storage::{Bitfield, MAX_PIECES, Manifest, PIECE_LEN, PieceIndex};
 use tracing::{debug, trace};
 
 use crate::wire::{
@@ -223,7 +223,7 @@ impl std::fmt::Display for CloseReason {
             Self::Banned => write!(f, "banned for this content"),
             Self::ProtocolViolation(what) => write!(f, "protocol violation: {what}"),
             Self::HandshakeMismatch(what) => write!(f, "handshake mismatch: {what}"),
-            Self::Stalled => write!(f, "stalled"),
+            Self::Stalled => write!(f, "stalled: requests went unanswered"),
             Self::MessageSizeTooSmall(n) => write!(f, "max message size {n} bytes is too small"),
             Self::TooManyLinks => write!(f, "too many links"),
             Self::Idle => write!(f, "idle"),
@@ -307,7 +307,6 @@ struct Link {
     backoff_until: Option<Instant>,
     upload_queue: VecDeque<u32>,
     upload_inflight: usize,
-    refused_manifest: bool,
     /// Pieces we cancelled on this link (endgame duplicates) that may still arrive; anything
     /// else not requested is a lie. Bounded by [`MAX_REMEMBERED_CANCELS`].
     cancelled: VecDeque<u32>,
@@ -342,7 +341,6 @@ pub struct LinkStats {
 pub struct Swarm {
     info_hash: InfoHash,
     config: SwarmConfig,
-    expected_len: Option<u64>,
     manifest: Option<Manifest>,
     manifest_bytes: Option<Bytes>,
     have: Bitfield,
@@ -365,18 +363,13 @@ pub struct Swarm {
 }
 
 impl Swarm {
-    /// A download that starts from nothing but the info hash. `expected_len` (bytes, from the
-    /// index) bounds the manifest a peer may send; it is not trusted beyond that.
-    pub fn new_download(
-        info_hash: InfoHash,
-        expected_len: Option<u64>,
-        config: SwarmConfig,
-        now: Instant,
-    ) -> Self {
+    /// A download that starts from nothing but the info hash. The length comes with the
+    /// manifest, which the info hash commits to: a size from the signaling index is only a
+    /// claim (any holder may claim any size), so it is not taken.
+    pub fn new_download(info_hash: InfoHash, config: SwarmConfig, now: Instant) -> Self {
         Self {
             info_hash,
             config,
-            expected_len,
             manifest: None,
             manifest_bytes: None,
             have: Bitfield::empty(0),
@@ -412,12 +405,7 @@ impl Swarm {
             manifest.layout().piece_count(),
             "bitfield must match the manifest"
         );
-        let mut swarm = Self::new_download(
-            manifest.info_hash(),
-            Some(manifest.layout().len_bytes()),
-            config,
-            now,
-        );
+        let mut swarm = Self::new_download(manifest.info_hash(), config, now);
         swarm.install_manifest(manifest, have);
         swarm.completed = swarm.have.is_full();
         swarm
@@ -579,7 +567,6 @@ impl Swarm {
                 backoff_until: None,
                 upload_queue: VecDeque::new(),
                 upload_inflight: 0,
-                refused_manifest: false,
                 cancelled: VecDeque::new(),
                 manifest_sent: false,
                 last_activity: self.now,
@@ -830,9 +817,7 @@ impl Swarm {
 
     fn on_reject(&mut self, link: LinkId, piece: u32, reason: RejectReason) {
         if piece == MANIFEST_REJECT_PIECE {
-            if let Some(l) = self.links.get_mut(&link) {
-                l.refused_manifest = true;
-                let node = l.node;
+            if let Some(node) = self.links.get(&link).map(|l| l.node) {
                 self.manifest_refused.insert(node);
             }
             if self.manifest_fetch.as_ref().is_some_and(|f| f.link == link) {
@@ -986,7 +971,7 @@ impl Swarm {
         let Some(link) = self
             .links
             .iter()
-            .find(|(_, l)| l.handshaken && !l.refused_manifest && !refused.contains(&l.node))
+            .find(|(_, l)| l.handshaken && !refused.contains(&l.node))
             .map(|(id, _)| *id)
         else {
             return;
@@ -1007,10 +992,7 @@ impl Swarm {
             // Not asked for (or no longer): ignore.
             return;
         };
-        let max = match self.expected_len.and_then(|l| Layout::standard(l).ok()) {
-            Some(layout) => Manifest::encoded_len(&layout),
-            None => shoal_storage::MANIFEST_HEADER_BYTES + MAX_PIECES as usize * 32,
-        };
+        let max = shoal_storage::MANIFEST_HEADER_BYTES + MAX_PIECES as usize * 32;
         let expected_total = *fetch.total.get_or_insert(total_len);
         if total_len != expected_total || total_len as usize > max {
             return self.ban(link, CloseReason::CorruptManifest);
@@ -1034,13 +1016,9 @@ impl Swarm {
         };
         match Manifest::from_bytes_verified(&fetch.buf, self.info_hash) {
             Ok(manifest) => {
-                // The index's size must match, and pieces must be the standard 256 KiB (a
-                // huge piece length would make every piece buffer enormous).
-                if self
-                    .expected_len
-                    .is_some_and(|l| l != manifest.layout().len_bytes())
-                    || manifest.layout().piece_len() != PIECE_LEN
-                {
+                // Pieces must be the standard 256 KiB (a huge piece length would make every
+                // piece buffer enormous).
+                if manifest.layout().piece_len() != PIECE_LEN {
                     self.ban(link, CloseReason::CorruptManifest);
                     self.start_manifest_fetch();
                     return;

@@ -303,7 +303,7 @@ fn viewers_serve_each_other() {
 
 #[test]
 fn garbage_from_a_peer_never_panics() {
-    let (data, manifest) = content(MIB, 12);
+    let (_, manifest) = content(MIB, 12);
     let mut rng = StdRng::seed_from_u64(12);
     let t0 = std::time::Instant::now();
     for round in 0..200 {
@@ -315,12 +315,7 @@ fn garbage_from_a_peer_never_panics() {
                 t0,
             )
         } else {
-            Swarm::new_download(
-                manifest.info_hash(),
-                Some(data.len() as u64),
-                SwarmConfig::default(),
-                t0,
-            )
+            Swarm::new_download(manifest.info_hash(), SwarmConfig::default(), t0)
         };
         let link = LinkId(1);
         swarm.handle_input(
@@ -357,7 +352,7 @@ fn the_manifest_round_trips_through_the_wire() {
     let (data, manifest) = content(5 * MIB + 3, 13);
     let mut sim = Sim::new(13);
     let seeder = sim.add_seeder(&data, &manifest);
-    let swarm = Swarm::new_download(manifest.info_hash(), None, SwarmConfig::default(), sim.now);
+    let swarm = Swarm::new_download(manifest.info_hash(), SwarmConfig::default(), sim.now);
     let viewer = sim.add_node(swarm, vec![0; data.len()]);
     sim.connect(seeder, viewer, PathSpec::default());
     assert!(sim.run_until(Duration::from_secs(30), |s| s.complete(viewer)));
@@ -473,26 +468,7 @@ fn a_piece_not_requested_bans_the_sender() {
         t0,
     );
     let peer = NodeId::random();
-    viewer.handle_input(
-        Input::LinkOpened {
-            link: LinkId(1),
-            node: peer,
-            max_message_bytes: 262_144,
-        },
-        t0,
-    );
-    let hs = WireMessage::Handshake {
-        version: 1,
-        info_hash: manifest.info_hash(),
-    }
-    .encode();
-    viewer.handle_input(
-        Input::Message {
-            link: LinkId(1),
-            data: &hs,
-        },
-        t0,
-    );
+    open_link_1(&mut viewer, peer, t0);
     // No bitfield from the peer: nothing is requested from it, yet it sends piece 3.
     let piece = WireMessage::Piece {
         piece: 3,
@@ -522,17 +498,23 @@ fn seeder_with_link(manifest: &shoal_storage::Manifest, t0: std::time::Instant) 
         SwarmConfig::default(),
         t0,
     );
+    open_link_1(&mut swarm, NodeId::random(), t0);
+    swarm
+}
+
+/// Opens `LinkId(1)` from `node` and feeds its handshake.
+fn open_link_1(swarm: &mut Swarm, node: NodeId, t0: std::time::Instant) {
     swarm.handle_input(
         Input::LinkOpened {
             link: LinkId(1),
-            node: NodeId::random(),
+            node,
             max_message_bytes: 262_144,
         },
         t0,
     );
     let hs = WireMessage::Handshake {
         version: 1,
-        info_hash: manifest.info_hash(),
+        info_hash: swarm.info_hash(),
     }
     .encode();
     swarm.handle_input(
@@ -542,7 +524,6 @@ fn seeder_with_link(manifest: &shoal_storage::Manifest, t0: std::time::Instant) 
         },
         t0,
     );
-    swarm
 }
 
 fn drain(swarm: &mut Swarm) -> Vec<Output> {

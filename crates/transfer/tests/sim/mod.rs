@@ -173,12 +173,7 @@ impl Sim {
     }
 
     pub fn add_downloader_with(&mut self, manifest: &Manifest, config: SwarmConfig) -> usize {
-        let swarm = Swarm::new_download(
-            manifest.info_hash(),
-            Some(manifest.layout().len_bytes()),
-            config,
-            self.now,
-        );
+        let swarm = Swarm::new_download(manifest.info_hash(), config, self.now);
         self.add_node(swarm, vec![0; manifest.layout().len_bytes() as usize])
     }
 
