@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  # Tauri 2 / WebKitGTK (../NOTES-tauri.md)
+  # Tauri 2 / WebKitGTK (docs/ARCHITECTURE.md "Measured facts")
   libwebkit2gtk-4.1-dev build-essential curl wget file libxdo-dev libssl-dev
   libayatana-appindicator3-dev librsvg2-dev libgtk-3-dev pkg-config
   # video playback in the webview: H.264/AAC need -libav or -bad

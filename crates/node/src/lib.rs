@@ -41,7 +41,8 @@ pub struct NodeConfig {
     /// Where downloads go unless a download names another folder.
     pub download_dir: PathBuf,
     /// Peer connections opened to each holder of a download. One connection's SCTP driver is
-    /// a single task; two reach about twice the rate on a fast path (NOTES-webrtc.md).
+    /// a single task; two reach about twice the rate on a fast path
+    /// (docs/ARCHITECTURE.md "Measured facts").
     /// Default 2.
     pub connections_per_peer: usize,
     /// Most holders a download connects to at once. Default 8.

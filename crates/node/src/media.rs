@@ -2,7 +2,7 @@
 //! HTTP with Range support (RFC 9110 §14), at `http://127.0.0.1:<port>/<token>/<info hash>/<name>`.
 //!
 //! WebKitGTK plays `<video>` from a loopback HTTP server but not from a custom URI scheme
-//! (NOTES-tauri.md), hence a server. The random token keeps other local programs and web
+//! (docs/ARCHITECTURE.md "Measured facts"; tauri#3725), hence a server. The random token keeps other local programs and web
 //! pages out; only files registered by the node (its shares and finished downloads) are served.
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! Loopback throughput of one Shoal data channel: two `PeerLink`s in one process, 256 KiB
-//! messages, SHA-256 on both ends (as `shared/NOTES-webrtc.md` measured it).
+//! messages, SHA-256 on both ends (the set-up of docs/ARCHITECTURE.md "Measured facts").
 //!
 //! ```text
 //! cargo run --release -p shoal-rtc --example throughput [-- MIB]   # default 512

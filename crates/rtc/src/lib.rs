@@ -55,7 +55,7 @@ pub const DEFAULT_REMOTE_MESSAGE_BYTES: usize = 65_536;
 
 /// `SO_RCVBUF` and `SO_SNDBUF` requested for every UDP socket, in bytes (4 MiB). With the
 /// Linux default of about 208 KiB, loopback transfers overflow the receive buffer and run at
-/// 26-29 MiB/s instead of about 70 (`shared/NOTES-webrtc.md`). Linux caps the value at
+/// 26-29 MiB/s instead of about 70 (docs/ARCHITECTURE.md "Measured facts"). Linux caps the value at
 /// `net.core.rmem_max`/`wmem_max`.
 pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 

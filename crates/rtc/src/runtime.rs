@@ -3,7 +3,7 @@
 //! webrtc-rs binds its sockets itself and never touches `SO_RCVBUF`/`SO_SNDBUF`. With the
 //! Linux default (about 208 KiB) even loopback overflows the receive buffer at data-channel
 //! speeds; SCTP then recovers on its 200 ms delayed-SACK and 1 s minimum RTO timers and a
-//! transfer runs at 26-29 MiB/s instead of about 70 (measured, `shared/NOTES-webrtc.md`).
+//! transfer runs at 26-29 MiB/s instead of about 70 (docs/ARCHITECTURE.md "Measured facts").
 //! There is no setting for it, so this wraps tokio's runtime and sets both buffers to
 //! [`SOCKET_BUFFER_BYTES`] in [`Runtime::wrap_udp_socket`], the hook every UDP socket of a
 //! peer connection passes through. Everything else is forwarded unchanged.

@@ -1,6 +1,6 @@
 //! Seeding from the user's own file: [`SourceFile`] reads pieces from the original and
-//! refuses to serve it once it changed (docs DESIGN.md "Storage": "Seeding reads from the
-//! user's original file and stops with a clear error if that file changed").
+//! refuses to serve it once it changed: a seeder reads the user's original file and stops with a
+//! clear error if that file changed (docs/ARCHITECTURE.md, "Storage").
 
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
