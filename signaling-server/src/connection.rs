@@ -29,6 +29,11 @@ use crate::{
 /// server holds thousands of idle clients (tokio-tungstenite's default is 128 KiB).
 const READ_BUFFER_BYTES: usize = 4096;
 
+/// Kernel send buffer per client socket, in bytes (Linux doubles it). Small, so a backlog for a
+/// slow reader waits in the server's own queue, where it is counted and where a ping can go
+/// ahead of it, rather than in the kernel, behind which a ping would wait for megabytes.
+const SOCKET_SEND_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Cap on bytes waiting in the WebSocket write buffer when the socket is full.
 const MAX_WRITE_BUFFER_BYTES: usize = 1 << 20;
 
@@ -53,6 +58,9 @@ pub(crate) async fn run(
     shutdown: watch::Receiver<bool>,
     _done: mpsc::Sender<()>,
 ) {
+    if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(SOCKET_SEND_BUFFER_BYTES) {
+        debug!(%addr, error = %e, "cannot set the socket's send buffer");
+    }
     let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config()));
     let ws = match tokio::time::timeout(shared.config.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => ws,
@@ -155,11 +163,13 @@ impl Connection {
                 .await;
         }
         let flow = loop {
-            // Biased, in this order: the ping comes before queued frames, so a client busy
-            // draining a backlog is still pinged (and answers) instead of counting as silent.
+            // Biased, in this order: what the client sent (a pong is life) comes before the
+            // silence check, and the ping before queued frames, so a client busy draining a
+            // backlog is still pinged, answers, and is not taken for silent.
             let flow = tokio::select! {
                 biased;
                 _ = shutdown.changed() => Flow::Close(CloseCode::Away, "server shutting down"),
+                incoming = self.ws.next() => self.on_incoming(incoming).await,
                 _ = ping.tick() => {
                     if self.last_seen.elapsed() > heartbeat * 3 {
                         info!(addr = %self.addr, node = ?self.node.map(|n| n.short()), "client silent for three heartbeats; dropping");
@@ -172,7 +182,6 @@ impl Connection {
                     info!(addr = %self.addr, "no hello in time; closing with 1008");
                     Flow::Close(CloseCode::Policy, "hello required in time")
                 }
-                incoming = self.ws.next() => self.on_incoming(incoming).await,
                 revision = revision_changed(&mut self.revision_rx) => {
                     self.reply(&ServerToClient::IndexChanged { revision }).await
                 }

@@ -14,7 +14,9 @@
 //! - over all clients, queued signals are bounded in bytes: past it the sender gets
 //!   `server_busy` (item 11);
 //! - a WebSocket protocol violation closes with 1002 and text that is not UTF-8 with 1007,
-//!   each with a close frame (item 12).
+//!   each with a close frame (item 12);
+//! - a slow reader draining a long backlog is still pinged, answers, and is not dropped as
+//!   silent (item 12).
 
 mod common;
 
@@ -382,4 +384,64 @@ async fn protocol_violations_close_with_a_close_frame() {
         .await
         .expect("write");
     assert_eq!(close_code(&mut tcp).await, Some(1002));
+}
+
+/// Before the fix the select loop served queued frames before the ping timer, so a client
+/// draining a backlog for more than three heartbeats was never pinged, never answered, and was
+/// dropped as silent once its queue emptied.
+#[tokio::test]
+async fn a_slow_reader_draining_a_backlog_is_not_taken_for_silent() {
+    // Long enough that the pipe between server and reader (the kernel's buffers on both
+    // sides: megabytes on loopback) drains well within three heartbeats at the reader's pace.
+    let heartbeat = Duration::from_secs(1);
+    let config = shoal_signal::Config {
+        heartbeat_interval: heartbeat,
+        ..Default::default()
+    };
+    let (server, url) = serve(config).await;
+    let flooder = Client::joined(&url).await;
+    let mut reader = Client::joined(&url).await;
+    let to = reader.id().to_string();
+    // The flooder sends for four heartbeats (more than the three a silent client is allowed),
+    // reading its own refusals so it never stalls.
+    let flood_for = heartbeat * 4;
+    let flood = tokio::spawn(async move {
+        use futures_util::{SinkExt, StreamExt};
+        let (mut sink, mut stream) = flooder.ws.split();
+        tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+        let started = Instant::now();
+        while started.elapsed() < flood_for {
+            let text = signal_to(&to, 15 * 1024).to_string();
+            if sink
+                .send(tokio_tungstenite::tungstenite::Message::text(text))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        sink
+    });
+    // The reader is slow: a pause per message (it emulates a slow link or a busy client; it
+    // synchronises nothing) keeps a backlog queued on the server. It sends nothing itself
+    // but the pongs its WebSocket library answers pings with.
+    let mut signals = 0u32;
+    let quiet_for = heartbeat * 7 / 2;
+    loop {
+        match tokio::time::timeout(quiet_for, reader.next()).await {
+            Ok(Seen::Message(ServerToClient::Signal { .. })) => signals += 1,
+            Ok(Seen::Message(_)) => {}
+            Ok(Seen::Closed(frame)) => {
+                panic!("the slow reader was dropped after {signals} signals: {frame:?}")
+            }
+            // Three and a half heartbeats without a message: the backlog is drained and the
+            // server checked this client's liveness three times meanwhile.
+            Err(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let _sink = flood.await.expect("flooder");
+    assert!(signals > 0, "the flood reached the reader");
+    assert_eq!(server.status().nodes, 2, "both clients are still connected");
+    server.shutdown().await;
 }
