@@ -34,6 +34,8 @@ pub struct PeerFile {
     pub extra_piece_bytes: usize,
     /// Never answers a manifest request.
     pub withhold_manifest: bool,
+    /// Sends every chunk after a piece's first at one byte past its true offset.
+    pub shift_offsets: bool,
 }
 
 impl PeerFile {
@@ -255,9 +257,10 @@ async fn serve_channel(data: &DataLink, files: &HashMap<InfoHash, (PeerFile, Man
                 bytes.extend(std::iter::repeat_n(0x5a, file.extra_piece_bytes));
                 served += 1;
                 for (i, part) in bytes.chunks(chunk).enumerate() {
+                    let shift = usize::from(file.shift_offsets && i > 0);
                     let m = WireMessage::Piece {
                         piece,
-                        offset: (i * chunk) as u32,
+                        offset: (i * chunk + shift) as u32,
                         data: part,
                     };
                     if data.send(m.encode()).await.is_err() {

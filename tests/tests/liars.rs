@@ -2,8 +2,9 @@
 //! and real webrtc on loopback (issue 8, items 1-5). The liar is the scripted peer of
 //! `shoal_e2e::peer`, speaking the wire of `docs/wire.md`. Properties asserted:
 //! - a peer that serves one good piece and then stalls, one that appends bytes past every
-//!   piece, and one that never answers the manifest request do not stop `shoal get`: the
-//!   file comes byte-identical from the honest holder;
+//!   piece, one that sends chunks at wrong offsets, and one that never answers the manifest
+//!   request do not stop `shoal get`: the file comes byte-identical from the honest holder
+//!   (the two framing liars are banned first, alone);
 //! - alone, the peer that appends bytes is banned (its extra bytes arrive as piece data past
 //!   the piece, or as a piece starting at a wrong offset) and `get` exits non-zero with a
 //!   sentence naming what it did; the stalling peer is given up after a bounded number of tries and
@@ -72,12 +73,12 @@ async fn a_peer_that_stalls_after_one_piece_does_not_stop_the_download() {
     download_despite(|f| f.stall_after_pieces = Some(1)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_appending_bytes_to_pieces_is_banned_and_the_download_completes() {
+/// The liar is the only holder until it is banned for `lie`; then an honest seeder joins and
+/// the download completes from it.
+async fn banned_then_completed(lie: impl FnOnce(&mut PeerFile)) {
     let media = corpus();
     let server = SignalServer::start();
-    // The liar is the only holder until it is banned; then an honest seeder joins.
-    let liar = TestPeer::start(&server.url, vec![liar_file(|f| f.extra_piece_bytes = 1000)]).await;
+    let liar = TestPeer::start(&server.url, vec![liar_file(lie)]).await;
     let hash = liar.info_hashes[0].to_string();
     let url = server.url.clone();
     let (ok, stdout, stderr, _honest) = tokio::task::spawn_blocking(move || {
@@ -92,6 +93,16 @@ async fn a_peer_appending_bytes_to_pieces_is_banned_and_the_download_completes()
     .expect("join");
     assert!(ok, "get failed: {stdout} {stderr:#?}");
     drop(liar);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_appending_bytes_to_pieces_is_banned_and_the_download_completes() {
+    banned_then_completed(|f| f.extra_piece_bytes = 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_wrong_offsets_is_banned_and_the_download_completes() {
+    banned_then_completed(|f| f.shift_offsets = true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
