@@ -45,79 +45,81 @@ fn finish_checked(download: shoal_e2e::Proc) -> (bool, String, Vec<String>) {
     (ok, stdout, stderr)
 }
 
-/// Starts the liar and an honest `shoal seed` of the same file, then downloads it; returns
-/// `get`'s stderr after checking the file.
-async fn download_despite(lie: impl FnOnce(&mut PeerFile)) -> Vec<String> {
+/// When the honest `shoal seed` of the liar's file joins.
+#[derive(Clone, Copy, PartialEq)]
+enum Honest {
+    /// Before the download starts (the liar, announced first, is still tried first).
+    JoinsFirst,
+    /// Once the download has banned the liar, which was the only holder until then.
+    JoinsAfterBan,
+}
+
+/// Starts the liar, then downloads its file with an honest seeder joining as `honest` says;
+/// the download must end byte-identical.
+async fn download_despite(lie: impl FnOnce(&mut PeerFile), honest: Honest) {
     let media = corpus();
     let server = SignalServer::start();
-    // The liar announces first, so it is the first holder the download tries.
     let liar = TestPeer::start(&server.url, vec![liar_file(lie)]).await;
     let hash = liar.info_hashes[0].to_string();
     let url = server.url.clone();
     let (ok, stdout, stderr, _honest) = tokio::task::spawn_blocking(move || {
-        let (honest, hashes) = seed(&url, &[&media.mpg]);
-        assert_eq!(hashes[0], hash, "same bytes, same info hash");
         let out = tempfile::tempdir().expect("tempdir");
-        let (ok, stdout, stderr) = finish_checked(get(&url, &hash, out.path()));
-        (ok, stdout, stderr, honest)
+        let seed_honest = || {
+            let (seeder, hashes) = seed(&url, &[&media.mpg]);
+            assert_eq!(hashes[0], hash, "same bytes, same info hash");
+            seeder
+        };
+        let (download, seeder) = match honest {
+            Honest::JoinsFirst => {
+                let seeder = seed_honest();
+                (get(&url, &hash, out.path()), seeder)
+            }
+            Honest::JoinsAfterBan => {
+                let mut download = get(&url, &hash, out.path());
+                download.wait_line(|l| l.contains("banned: protocol violation: piece"));
+                (download, seed_honest())
+            }
+        };
+        let (ok, stdout, stderr) = finish_checked(download);
+        (ok, stdout, stderr, seeder)
     })
     .await
     .expect("join");
     assert!(ok, "get failed: {stdout} {stderr:#?}");
     drop(liar);
-    stderr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stalls_after_one_piece_does_not_stop_the_download() {
-    download_despite(|f| f.stall_after_pieces = Some(1)).await;
-}
-
-/// The liar is the only holder until it is banned for `lie`; then an honest seeder joins and
-/// the download completes from it.
-async fn banned_then_completed(lie: impl FnOnce(&mut PeerFile)) {
-    let media = corpus();
-    let server = SignalServer::start();
-    let liar = TestPeer::start(&server.url, vec![liar_file(lie)]).await;
-    let hash = liar.info_hashes[0].to_string();
-    let url = server.url.clone();
-    let (ok, stdout, stderr, _honest) = tokio::task::spawn_blocking(move || {
-        let out = tempfile::tempdir().expect("tempdir");
-        let mut download = get(&url, &hash, out.path());
-        download.wait_line(|l| l.contains("banned: protocol violation: piece"));
-        let (honest, _) = seed(&url, &[&media.mpg]);
-        let (ok, stdout, stderr) = finish_checked(download);
-        (ok, stdout, stderr, honest)
-    })
-    .await
-    .expect("join");
-    assert!(ok, "get failed: {stdout} {stderr:#?}");
-    drop(liar);
+    download_despite(|f| f.stall_after_pieces = Some(1), Honest::JoinsFirst).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_appending_bytes_to_pieces_is_banned_and_the_download_completes() {
-    banned_then_completed(|f| f.extra_piece_bytes = 1000).await;
+    download_despite(|f| f.extra_piece_bytes = 1000, Honest::JoinsAfterBan).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_sending_wrong_offsets_is_banned_and_the_download_completes() {
-    banned_then_completed(|f| f.shift_offsets = true).await;
+    download_despite(|f| f.shift_offsets = true, Honest::JoinsAfterBan).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_answers_the_manifest_request_does_not_stop_the_download() {
-    download_despite(|f| f.withhold_manifest = true).await;
+    download_despite(|f| f.withhold_manifest = true, Honest::JoinsFirst).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_squatted_info_hash_with_a_wrong_size_does_not_keep_the_honest_seeder_out() {
     // Announces the real info hash with a wrong size and serves nothing it is asked for.
-    download_despite(|f| {
-        f.announced_size = Some(5);
-        f.stall_after_pieces = Some(0);
-        f.withhold_manifest = true;
-    })
+    download_despite(
+        |f| {
+            f.announced_size = Some(5);
+            f.stall_after_pieces = Some(0);
+            f.withhold_manifest = true;
+        },
+        Honest::JoinsFirst,
+    )
     .await;
 }
 
