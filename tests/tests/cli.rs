@@ -6,7 +6,8 @@
 //! - `get` killed and rerun resumes without refetching verified pieces;
 //! - a peer that sends a corrupted piece is banned and the piece refetched; the file is right;
 //! - hostile names from a peer stay inside the output folder;
-//! - unknown info hash, unreachable holders and a full disk fail with a clear message.
+//! - unknown info hash, unreachable holders and a full disk fail with a clear message;
+//! - two connections to one seeder count as one peer, in words ("1 peer").
 
 #![allow(clippy::unwrap_used)]
 
@@ -409,4 +410,38 @@ fn unreachable_signaling_server_is_reported() {
             .any(|l| l.contains("cannot reach the signaling server")),
         "{stderr:#?}"
     );
+}
+
+/// Issue 8, item 6: two connections to one seeder are one peer, in the progress lines and the
+/// summary ("fetched ... from 1 peers" before).
+#[test]
+fn peers_are_counted_as_nodes_in_words() {
+    let media = corpus();
+    let server = SignalServer::start();
+    let (_seeder, hashes) = seed(&server.url, &[&media.mpg]);
+    let out = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = shoal(
+        &server.url,
+        &[
+            "get",
+            &hashes[0],
+            "--out",
+            &out.path().display().to_string(),
+            "--connections-per-peer",
+            "2",
+        ],
+    )
+    .finish();
+    assert!(ok, "{stderr:#?}");
+    for line in stderr.iter().filter(|l| l.starts_with("progress ")) {
+        assert!(
+            line.ends_with(" 0 peers") || line.ends_with(" 1 peer"),
+            "one seeder is at most one peer: {line}"
+        );
+    }
+    let summary = stderr
+        .iter()
+        .find(|l| l.starts_with("fetched "))
+        .unwrap_or_else(|| panic!("no summary: {stderr:#?}"));
+    assert!(summary.contains(" from 1 peer in "), "{summary}");
 }
