@@ -456,8 +456,8 @@ impl Connection {
             .register(node, Outbox::new(self.tx.clone(), self.queued.clone()));
         self.revision_rx = Some(self.shared.revision_tx.subscribe());
         self.node = Some(node);
-        let agent: String = agent.unwrap_or("").chars().take(64).collect();
-        info!(node = %node.short(), addr = %self.addr, agent, "joined");
+        let agent = shoal_protocol::text::inert(agent.unwrap_or(""), 64);
+        info!(node = %node.short(), addr = %self.addr, agent = %agent, "joined");
         self.reply(&ServerToClient::Welcome {
             version: PROTOCOL_VERSION,
             node_id: node,

@@ -69,9 +69,16 @@ pub struct Proc {
 impl Proc {
     /// Starts `program` with `args`, stdout piped, stderr read line by line.
     pub fn spawn(program: &Path, args: &[&str]) -> Self {
+        Self::spawn_env(program, args, &[])
+    }
+
+    /// Like [`Proc::spawn`], with extra environment variables (`RUST_LOG` is unset unless
+    /// `env` sets it).
+    pub fn spawn_env(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(program)
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -152,6 +159,15 @@ impl Proc {
         (status.success(), stdout, self.seen.clone())
     }
 
+    /// Sends SIGTERM (through kill(1)).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM {}", self.child.id());
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -196,10 +212,15 @@ pub fn net_args(url: &str) -> Vec<String> {
 
 /// Runs `shoal <args> --server url --bind 127.0.0.1:0`.
 pub fn shoal(url: &str, args: &[&str]) -> Proc {
+    shoal_env(url, args, &[])
+}
+
+/// Like [`shoal`], with extra environment variables.
+pub fn shoal_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     all.extend(net_args(url));
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    Proc::spawn(&bin("shoal"), &refs)
+    Proc::spawn_env(&bin("shoal"), &refs, env)
 }
 
 /// `shoal seed` of `files`; returns the process and the info hash printed for each file.
@@ -252,6 +273,51 @@ fn ffmpeg(args: &[&str], out: &Path) {
         .expect("ffmpeg is installed (scripts/deps.sh)");
     assert!(status.success(), "ffmpeg failed for {}", out.display());
     std::fs::rename(&tmp, out).unwrap();
+}
+
+/// A media file made by ffmpeg with `args` (inputs and codecs), kept under
+/// `target/shoal-test-media/<file_name>` between runs.
+pub fn ffmpeg_media(file_name: &str, args: &[&str]) -> PathBuf {
+    let dir = bin_dir().join("..").join("shoal-test-media");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(file_name);
+    ffmpeg(args, &out);
+    out
+}
+
+/// The signaling server's whole index, read over a raw WebSocket as any client could.
+pub async fn index(url: &str) -> Vec<shoal_protocol::IndexedFile> {
+    use futures_util::{SinkExt, StreamExt};
+    use shoal_protocol::{ClientToServer, PROTOCOL_VERSION, ServerToClient};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    for m in [
+        ClientToServer::Hello {
+            version: PROTOCOL_VERSION,
+            agent: Some("test-index".into()),
+        },
+        ClientToServer::List {
+            category: None,
+            request_id: None,
+        },
+    ] {
+        ws.send(Message::text(serde_json::to_string(&m).unwrap()))
+            .await
+            .unwrap();
+    }
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                if let ServerToClient::ListResult { files, .. } =
+                    serde_json::from_str::<ServerToClient>(&t).unwrap()
+                {
+                    return files;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("signaling ended: {other:?}"),
+        }
+    }
 }
 
 fn copy_from(source: &Path, out: &Path) {

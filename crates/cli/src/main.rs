@@ -1,6 +1,12 @@
 //! `shoal`: share and fetch media peer to peer from the command line.
 //!
-//! Exit codes: 0 success, 1 failure (message on stderr), 2 bad usage, 130 interrupted.
+//! Exit codes: 0 success, 1 failure (message on stderr), 2 bad usage, 130 interrupted (SIGINT,
+//! Ctrl-C), 143 terminated (SIGTERM). `shoal seed` exits 0 on either signal: stopping is how it
+//! ends.
+//!
+//! Every string from the network (names, server messages) is printed through
+//! [`shoal_node::text::inert`]: no escape sequence, carriage return or bidi override reaches the
+//! terminal.
 
 mod bench;
 mod progress;
@@ -12,11 +18,16 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use shoal_node::text::inert;
 use shoal_node::{
     Category, ConnectionState, IceServer, IndexedFile, InfoHash, Node, NodeConfig, NodeEvent,
     NodeHandle, RtcConfig,
 };
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
+
+/// Longest name `ls` and `search` print, in characters (names may be 255 bytes).
+const NAME_CHARS: usize = 120;
 
 /// Share media peer to peer: seed files, list and search what the network shares, and fetch
 /// files straight from the peers that hold them, verified piece by piece.
@@ -109,6 +120,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 // Our warnings by default; webrtc-rs logs transient ICE noise at warn.
@@ -137,8 +150,39 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("shoal: {e:#}");
+            eprintln!("shoal: {}", inert(&format!("{e:#}"), usize::MAX));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A stop request: Ctrl-C or SIGTERM.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+/// SIGINT and SIGTERM handlers, installed once when the program starts so that a signal that
+/// arrives while the program is busy elsewhere (hashing, connecting, handling an event) is
+/// kept until it is read, never lost.
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+
+    async fn recv(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.interrupt.recv() => Stop::Interrupt,
+            _ = self.terminate.recv() => Stop::Terminate,
         }
     }
 }
@@ -195,24 +239,43 @@ async fn connected(events: &mut mpsc::Receiver<NodeEvent>, url: &str) -> anyhow:
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut signals = StopSignals::install()?;
     let config = node_config(&cli.net);
     let (node, mut events) = Node::spawn(config);
-    connected(&mut events, &cli.net.server).await?;
-    let code = match cli.command {
-        Commands::Seed { files } => seed(&node, &mut events, files).await?,
-        Commands::Ls { category } => {
-            print_files(&node.list(category).await?);
-            ExitCode::SUCCESS
-        }
-        Commands::Search { words, category } => {
-            print_files(&node.search(&words.join(" "), category).await?);
-            ExitCode::SUCCESS
-        }
-        Commands::Get { info_hash, out } => get(&node, &mut events, info_hash, out).await?,
-        Commands::Bench(_) => unreachable!("handled before the runtime starts"),
+    let seeding = matches!(cli.command, Commands::Seed { .. });
+    let downloading = matches!(cli.command, Commands::Get { .. });
+    let work = async {
+        connected(&mut events, &cli.net.server).await?;
+        anyhow::Ok(match cli.command {
+            Commands::Seed { files } => seed(&node, &mut events, files).await?,
+            Commands::Ls { category } => {
+                print_files(&node.list(category).await?);
+                ExitCode::SUCCESS
+            }
+            Commands::Search { words, category } => {
+                print_files(&node.search(&words.join(" "), category).await?);
+                ExitCode::SUCCESS
+            }
+            Commands::Get { info_hash, out } => get(&node, &mut events, info_hash, out).await?,
+            Commands::Bench(_) => unreachable!("handled before the runtime starts"),
+        })
     };
+    let result = tokio::select! {
+        result = work => result,
+        stop = signals.recv() => {
+            if downloading {
+                eprintln!("interrupted; the .part file is kept, run the same command to resume");
+            }
+            Ok(match stop {
+                _ if seeding => ExitCode::SUCCESS,
+                Stop::Interrupt => ExitCode::from(130),
+                Stop::Terminate => ExitCode::from(143),
+            })
+        }
+    };
+    // Saves download state and says goodbye to peers and the server.
     node.shutdown().await;
-    Ok(code)
+    result
 }
 
 fn print_files(files: &[IndexedFile]) {
@@ -228,7 +291,7 @@ fn print_files(files: &[IndexedFile]) {
             f.category.as_str(),
             f.holders.len(),
             if f.holders.len() == 1 { " " } else { "s" },
-            f.name
+            inert(&f.name, NAME_CHARS)
         );
     }
 }
@@ -257,36 +320,37 @@ async fn seed(
         };
         bar.finish();
         let shared = shared.with_context(|| format!("cannot share {}", path.display()))?;
-        println!("{}  {}", shared.info_hash, shared.name);
+        println!("{}  {}", shared.info_hash, inert(&shared.name, usize::MAX));
     }
     eprintln!("seeding; press Ctrl-C to stop");
     loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-            _ = terminated() => return Ok(ExitCode::SUCCESS),
-            event = events.recv() => match event {
-                Some(NodeEvent::PeerConnected { peer, candidate_type, .. }) => {
-                    eprintln!("peer {} connected ({candidate_type})", peer.short());
-                }
-                Some(NodeEvent::ShareStopped { info_hash, reason }) => {
-                    eprintln!("stopped sharing {}: {reason}", info_hash.short());
-                }
-                Some(NodeEvent::Connection(ConnectionState::Disconnected { reason, retry_in, .. })) => {
-                    eprintln!("signaling server lost ({reason}); retrying in {}s", retry_in.as_secs());
-                }
-                Some(_) => {}
-                None => bail!("the node stopped"),
-            },
+        match events.recv().await {
+            Some(NodeEvent::PeerConnected {
+                peer,
+                candidate_type,
+                ..
+            }) => {
+                eprintln!("peer {} connected ({candidate_type})", peer.short());
+            }
+            Some(NodeEvent::ShareStopped { info_hash, reason }) => {
+                eprintln!(
+                    "stopped sharing {}: {}",
+                    info_hash.short(),
+                    inert(&reason, usize::MAX)
+                );
+            }
+            Some(NodeEvent::Connection(ConnectionState::Disconnected {
+                reason, retry_in, ..
+            })) => {
+                eprintln!(
+                    "signaling server lost ({}); retrying in {}s",
+                    inert(&reason, usize::MAX),
+                    retry_in.as_secs()
+                );
+            }
+            Some(_) => {}
+            None => bail!("the node stopped"),
         }
-    }
-}
-
-async fn terminated() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut s) => {
-            s.recv().await;
-        }
-        Err(_) => std::future::pending::<()>().await,
     }
 }
 
@@ -299,60 +363,84 @@ async fn get(
     let transfer = node.download(info_hash, Some(out)).await?;
     let mut bar: Option<progress::Transfer> = None;
     loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                let _ = node.cancel(transfer).await;
-                eprintln!("interrupted; the .part file is kept, run the same command to resume");
-                node.shutdown().await;
-                return Ok(ExitCode::from(130));
-            }
-            event = events.recv() => match event {
-                Some(NodeEvent::DownloadStarted { transfer: t, name, len_bytes, resumed_bytes, .. }) if t == transfer => {
-                    if resumed_bytes > 0 {
-                        eprintln!("resuming {name}: {resumed_bytes} of {len_bytes} bytes already verified");
-                    }
-                    bar = Some(progress::Transfer::new(&name, len_bytes));
-                }
-                Some(NodeEvent::DownloadProgress(p)) if p.transfer == transfer => {
-                    if let Some(bar) = &bar {
-                        bar.update(&p);
-                    }
-                }
-                Some(NodeEvent::PeerConnected { transfer: Some(t), peer, candidate_type, .. }) if t == transfer => {
-                    progress::note(&bar, &format!("peer {} connected ({candidate_type})", peer.short()));
-                }
-                Some(NodeEvent::PeerBanned { transfer: t, peer, reason }) if t == transfer => {
-                    progress::note(&bar, &format!("peer {} banned: {reason}", peer.short()));
-                }
-                Some(NodeEvent::Completed { transfer: t, path, summary, .. }) if t == transfer => {
-                    if let Some(bar) = bar.take() {
-                        bar.finish();
-                    }
-                    let secs = summary.elapsed.as_secs_f64().max(1e-3);
+        match events.recv().await {
+            Some(NodeEvent::DownloadStarted {
+                transfer: t,
+                name,
+                len_bytes,
+                resumed_bytes,
+                ..
+            }) if t == transfer => {
+                let name = inert(&name, NAME_CHARS);
+                if resumed_bytes > 0 {
                     eprintln!(
-                        "fetched {} bytes from {} in {:.1} s ({:.1} MiB/s); resumed {} bytes; peak RSS {}",
-                        summary.fetched_bytes,
-                        progress::peers(summary.per_peer_bytes.len()),
-                        secs,
-                        summary.fetched_bytes as f64 / secs / (1024.0 * 1024.0),
-                        summary.resumed_bytes,
-                        progress::peak_rss().map(progress::human_bytes).unwrap_or_else(|| "unknown".into()),
+                        "resuming {name}: {resumed_bytes} of {len_bytes} bytes already verified"
                     );
-                    for (peer, bytes) in &summary.per_peer_bytes {
-                        eprintln!("  from {}: {bytes} bytes", peer.short());
-                    }
-                    println!("{}", path.display());
-                    return Ok(ExitCode::SUCCESS);
                 }
-                Some(NodeEvent::Failed { transfer: t, reason, .. }) if t == transfer => {
-                    if let Some(bar) = bar.take() {
-                        bar.abandon();
-                    }
-                    bail!("download failed: {reason}");
+                bar = Some(progress::Transfer::new(&name, len_bytes));
+            }
+            Some(NodeEvent::DownloadProgress(p)) if p.transfer == transfer => {
+                if let Some(bar) = &bar {
+                    bar.update(&p);
                 }
-                Some(_) => {}
-                None => bail!("the node stopped"),
-            },
+            }
+            Some(NodeEvent::PeerConnected {
+                transfer: Some(t),
+                peer,
+                candidate_type,
+                ..
+            }) if t == transfer => {
+                progress::note(
+                    &bar,
+                    &format!("peer {} connected ({candidate_type})", peer.short()),
+                );
+            }
+            Some(NodeEvent::PeerBanned {
+                transfer: t,
+                peer,
+                reason,
+            }) if t == transfer => {
+                progress::note(&bar, &format!("peer {} banned: {reason}", peer.short()));
+            }
+            Some(NodeEvent::Completed {
+                transfer: t,
+                path,
+                summary,
+                ..
+            }) if t == transfer => {
+                if let Some(bar) = bar.take() {
+                    bar.finish();
+                }
+                let secs = summary.elapsed.as_secs_f64().max(1e-3);
+                eprintln!(
+                    "fetched {} bytes from {} in {:.1} s ({:.1} MiB/s); resumed {} bytes; peak RSS {}",
+                    summary.fetched_bytes,
+                    progress::peers(summary.per_peer_bytes.len()),
+                    secs,
+                    summary.fetched_bytes as f64 / secs / (1024.0 * 1024.0),
+                    summary.resumed_bytes,
+                    progress::peak_rss()
+                        .map(progress::human_bytes)
+                        .unwrap_or_else(|| "unknown".into()),
+                );
+                for (peer, bytes) in &summary.per_peer_bytes {
+                    eprintln!("  from {}: {bytes} bytes", peer.short());
+                }
+                println!("{}", path.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(NodeEvent::Failed {
+                transfer: t,
+                reason,
+                ..
+            }) if t == transfer => {
+                if let Some(bar) = bar.take() {
+                    bar.abandon();
+                }
+                bail!("download failed: {reason}");
+            }
+            Some(_) => {}
+            None => bail!("the node stopped"),
         }
     }
 }

@@ -11,7 +11,7 @@ use shoal_protocol::{
     MAX_ANNOUNCE_BATCH, NodeId, ServerToClient, Signal,
 };
 use shoal_rtc::{DataLink, OutgoingSignal, PeerLink, RtcConfig};
-use shoal_storage::{Manifest, SourceFile, StorageError, safe_file_name};
+use shoal_storage::{FileStamp, HashCache, Manifest, SourceFile, StorageError, safe_file_name};
 use shoal_transfer::SwarmConfig;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -34,7 +34,8 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(3);
 pub(crate) enum Internal {
     Hashed {
         path: PathBuf,
-        result: Result<(Manifest, SourceFile), StorageError>,
+        /// The manifest, the open source and the MIME type.
+        result: Result<(Manifest, SourceFile, String), StorageError>,
         reply: oneshot::Sender<Result<SharedFile, NodeError>>,
     },
     LinkReady {
@@ -345,28 +346,51 @@ impl Actor {
     fn share(&mut self, path: PathBuf, reply: oneshot::Sender<Result<SharedFile, NodeError>>) {
         let events = self.events.clone();
         let internal = self.internal_tx.clone();
+        let cache = self.config.hash_cache.clone().map(HashCache::new);
         tokio::spawn(async move {
             let hashed_path = path.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let path = hashed_path;
-                let len_bytes = std::fs::metadata(&path)
-                    .map_err(|e| StorageError::io(&path, e))?
-                    .len();
-                let mut last = 0u64;
-                let manifest = shoal_storage::hash_file(&path, &mut |done| {
-                    // About every 16 MiB and at the end; dropped if the front end lags.
-                    if done - last >= 16 << 20 || done == len_bytes {
-                        last = done;
+                let meta = std::fs::metadata(&path).map_err(|e| StorageError::io(&path, e))?;
+                let len_bytes = meta.len();
+                // Taken before hashing: a file written meanwhile never matches its entry.
+                let stamp = FileStamp::of(&meta);
+                let remembered = cache.as_ref().and_then(|c| c.get(&path, stamp));
+                let manifest = match remembered {
+                    Some(manifest) => {
+                        debug!(path = %path.display(), "manifest remembered; not hashing");
                         let _ = events.try_send(NodeEvent::HashingProgress {
                             path: path.clone(),
-                            bytes_done: done,
+                            bytes_done: len_bytes,
                             len_bytes,
                         });
+                        manifest
                     }
-                    !events.is_closed()
-                })?;
+                    None => {
+                        let mut last = 0u64;
+                        let manifest = shoal_storage::hash_file(&path, &mut |done| {
+                            // About every 16 MiB and at the end; dropped if the front end lags.
+                            if done - last >= 16 << 20 || done == len_bytes {
+                                last = done;
+                                let _ = events.try_send(NodeEvent::HashingProgress {
+                                    path: path.clone(),
+                                    bytes_done: done,
+                                    len_bytes,
+                                });
+                            }
+                            !events.is_closed()
+                        })?;
+                        if let Some(cache) = &cache
+                            && let Err(e) = cache.put(&path, stamp, &manifest)
+                        {
+                            warn!(error = %e, "cannot remember the manifest; it will be hashed again next time");
+                        }
+                        manifest
+                    }
+                };
                 let source = SourceFile::open(&path, &manifest)?;
-                Ok((manifest, source))
+                let mime = crate::media_type::media_type(&path);
+                Ok((manifest, source, mime))
             })
             .await
             .unwrap_or_else(|e| {
@@ -386,10 +410,10 @@ impl Actor {
     async fn on_hashed(
         &mut self,
         path: PathBuf,
-        result: Result<(Manifest, SourceFile), StorageError>,
+        result: Result<(Manifest, SourceFile, String), StorageError>,
         reply: oneshot::Sender<Result<SharedFile, NodeError>>,
     ) {
-        let (manifest, source) = match result {
+        let (manifest, source, mime) = match result {
             Ok(ok) => ok,
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
@@ -411,10 +435,6 @@ impl Actor {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
         let name = truncate_name(&name);
-        let mime = mime_guess::from_path(&path)
-            .first_raw()
-            .unwrap_or("application/octet-stream")
-            .to_owned();
         let file = SharedFile {
             info_hash,
             name,
@@ -487,6 +507,18 @@ impl Actor {
             return Err(NodeError::NotShared { info_hash });
         };
         let _ = share.swarm.send(SwarmCommand::Stop);
+        if let Some(dir) = &self.config.hash_cache {
+            HashCache::new(dir).remove(&share.file.path);
+        }
+        // Its media URL stops answering, unless the same content is also a finished download.
+        if let Some(media) = &self.media {
+            match self.completed.get(&info_hash) {
+                Some(path) => {
+                    media.register(info_hash, path.clone());
+                }
+                None => media.revoke(info_hash),
+            }
+        }
         for waiting in share.waiting {
             let _ = waiting.send(Err(NodeError::NotShared { info_hash }));
         }

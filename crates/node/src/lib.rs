@@ -16,6 +16,7 @@ mod actor;
 mod error;
 mod events;
 mod media;
+mod media_type;
 mod signaling;
 mod swarm_task;
 
@@ -26,7 +27,7 @@ pub use error::NodeError;
 pub use events::{
     ConnectionState, DownloadProgress, NodeEvent, SharedFile, TransferId, TransferSummary,
 };
-pub use shoal_protocol::{Category, IceServer, IndexedFile, InfoHash, NodeId};
+pub use shoal_protocol::{Category, IceServer, IndexedFile, InfoHash, NodeId, text};
 pub use shoal_rtc::{CandidateType, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 
@@ -53,6 +54,10 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Free text sent to the server in `hello` (`shoal-cli/0.1.0`).
     pub agent: String,
+    /// Folder of remembered manifests ([`shoal_storage::HashCache`]): sharing a file whose
+    /// size, modification time, device and inode are those it was hashed at reads nothing.
+    /// `None` (the default) hashes every share.
+    pub hash_cache: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -66,6 +71,7 @@ impl Default for NodeConfig {
             connect_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(10),
             agent: format!("shoal-node/{}", env!("CARGO_PKG_VERSION")),
+            hash_cache: None,
         }
     }
 }
@@ -157,7 +163,9 @@ impl NodeHandle {
     }
 
     /// Hashes `path` (emitting [`NodeEvent::HashingProgress`]), then announces it. Returns once
-    /// the server confirmed the announcement.
+    /// the server confirmed the announcement. With a [`NodeConfig::hash_cache`] and an
+    /// unchanged file, the remembered manifest is used and only one progress event (all
+    /// bytes) is emitted.
     ///
     /// # Errors
     /// The file cannot be read, hashing failed, or the server refused or is unreachable.

@@ -56,6 +56,13 @@ impl MediaServer {
         Ok(Self { addr, shared })
     }
 
+    /// Stops serving `info_hash`: its URLs answer 404 from now on.
+    pub(crate) fn revoke(&self, info_hash: InfoHash) {
+        if let Ok(mut files) = self.shared.files.write() {
+            files.remove(&info_hash);
+        }
+    }
+
     /// Makes `path` playable as `info_hash` and returns its URL.
     pub(crate) fn register(&self, info_hash: InfoHash, path: PathBuf) -> String {
         let name = path

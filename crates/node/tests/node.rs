@@ -7,7 +7,7 @@
 //!   same content while the first starts is refused (`AlreadyDownloading`);
 //! - the media server serves a finished download with HTTP Range (206 and the right bytes),
 //!   refuses a wrong token, and serves nothing that is neither shared nor downloaded;
-//! - unsharing removes the file from the index.
+//! - unsharing removes the file from the index and revokes its media URL (issue 7, item 11).
 
 use std::time::Duration;
 
@@ -170,11 +170,108 @@ async fn share_list_download_unshare() {
         "{unknown:?}"
     );
 
+    let shared_url = seeder.media_url(source.clone()).await.expect("media url");
+    let (status, _) = http_get(&shared_url, Some("bytes=0-99")).await;
+    assert!(status.contains("206"), "{status}");
+
     seeder.unshare(shared.info_hash).await.expect("unshare");
     next(&mut viewer_events, |e| matches!(e, NodeEvent::IndexChanged)).await;
     assert!(viewer.list(None).await.expect("list").is_empty());
+    let (status, _) = http_get(&shared_url, Some("bytes=0-99")).await;
+    assert!(
+        status.contains("404"),
+        "a removed share's URL must stop answering: {status}"
+    );
+    let refused = seeder.media_url(source.clone()).await;
+    assert!(
+        matches!(refused, Err(NodeError::NotPlayable { .. })),
+        "{refused:?}"
+    );
 
     seeder.shutdown().await;
     viewer.shutdown().await;
+    server.shutdown().await;
+}
+
+/// Progress events of one share, until it is shared.
+async fn share_counting_progress(
+    node: &NodeHandle,
+    events: &mut mpsc::Receiver<NodeEvent>,
+    path: &std::path::Path,
+) -> (shoal_node::SharedFile, usize) {
+    let share = node.share(path.to_owned());
+    tokio::pin!(share);
+    let mut progress = 0;
+    let shared = loop {
+        tokio::select! {
+            result = &mut share => break result.expect("share"),
+            Some(event) = events.recv() => {
+                if matches!(event, NodeEvent::HashingProgress { .. }) {
+                    progress += 1;
+                }
+            }
+        }
+    };
+    // Events sent before the answer are queued: count them too.
+    while let Ok(event) = events.try_recv() {
+        if matches!(event, NodeEvent::HashingProgress { .. }) {
+            progress += 1;
+        }
+    }
+    (shared, progress)
+}
+
+/// Issue 7, item 1: sharing again after a restart reads nothing when the file is unchanged
+/// (one progress event instead of one per 16 MiB), and hashes again when it changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_file_is_shared_again_without_hashing() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = shoal_signal::serve(listener, shoal_signal::Config::default()).expect("serve");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("film.mkv");
+    let data: Vec<u8> = (0..40u32 << 20).map(|i| (i ^ (i >> 11)) as u8).collect();
+    std::fs::write(&source, &data).expect("write");
+    let start = || async {
+        let config = NodeConfig {
+            server_url: url.clone(),
+            rtc: RtcConfig::loopback(),
+            download_dir: dir.path().to_owned(),
+            hash_cache: Some(dir.path().join("hash-cache")),
+            ..NodeConfig::default()
+        };
+        let (handle, mut events) = Node::spawn(config);
+        next(&mut events, |e| {
+            matches!(e, NodeEvent::Connection(ConnectionState::Connected { .. }))
+        })
+        .await;
+        (handle, events)
+    };
+
+    let (node, mut events) = start().await;
+    let (first, progress) = share_counting_progress(&node, &mut events, &source).await;
+    assert!(
+        progress >= 3,
+        "40 MiB hashed in 16 MiB steps: {progress} events"
+    );
+    node.shutdown().await;
+
+    let (node, mut events) = start().await;
+    let (again, progress) = share_counting_progress(&node, &mut events, &source).await;
+    assert_eq!(again.info_hash, first.info_hash);
+    assert_eq!(progress, 1, "remembered: nothing hashed");
+    node.shutdown().await;
+
+    // Changed content (same length): hashed again, another info hash.
+    let mut changed = data.clone();
+    changed[5] ^= 1;
+    std::fs::write(&source, &changed).expect("write");
+    let (node, mut events) = start().await;
+    let (third, progress) = share_counting_progress(&node, &mut events, &source).await;
+    assert_ne!(third.info_hash, first.info_hash);
+    assert!(progress >= 3, "changed: hashed again ({progress} events)");
+    node.shutdown().await;
     server.shutdown().await;
 }

@@ -15,6 +15,7 @@
 
 mod ids;
 mod messages;
+pub mod text;
 
 pub use ids::{ConnectionId, InfoHash, NodeId, ParseIdError};
 pub use messages::{

@@ -15,6 +15,7 @@
 mod bitfield;
 mod error;
 mod hash;
+mod hash_cache;
 mod layout;
 mod manifest;
 mod names;
@@ -24,6 +25,7 @@ mod source;
 pub use bitfield::{Bitfield, BitfieldError};
 pub use error::StorageError;
 pub use hash::hash_file;
+pub use hash_cache::{FileStamp, HashCache};
 pub use layout::{Layout, LayoutError, MAX_PIECES, PIECE_LEN, PieceIndex};
 pub use manifest::{
     MANIFEST_HEADER_BYTES, MANIFEST_MAGIC, Manifest, ManifestError, PieceHash, sha256,
