@@ -23,6 +23,8 @@ interface Settings {
   stunServers: string[];
   turnServers: TurnServer[];
   downloadDir: string;
+  /** Resume unfinished downloads at start and when their sharer comes back. */
+  resumeDownloads: boolean;
 }
 
 interface Hosting {
@@ -43,6 +45,8 @@ interface Share {
   size: number;
   mime: string;
   category: Category;
+  /** Why it is not shared now (its file is gone); null when it is. Remembered until removed. */
+  missing: string | null;
 }
 
 interface Hashing {
@@ -71,7 +75,8 @@ interface PeerInfo {
   candidateType: CandidateType;
 }
 
-type TransferState = "running" | "completed" | "failed" | "cancelled";
+/** "waiting": no sharer online or no server yet; resumes by itself. */
+type TransferState = "running" | "waiting" | "completed" | "failed" | "cancelled";
 
 interface Transfer {
   id: number;
@@ -124,6 +129,8 @@ type UiEvent =
   | { kind: "indexChanged" }
   | { kind: "transfer"; transfer: Transfer }
   | { kind: "log"; entry: LogEntry }
+  /** Also logged; shown as a toast. */
+  | { kind: "notice"; entry: LogEntry }
   | { kind: "settings"; settings: Settings };
 
 type ErrorCode =

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use shoal_node::{Category, InfoHash, TransferId};
+use shoal_node::{Category, InfoHash};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, State};
 use tauri_plugin_opener::OpenerExt;
@@ -54,10 +54,16 @@ pub fn subscribe(core: Core<'_>, on_event: Channel<UiEvent>) {
     core.subscribe(on_event);
 }
 
-/// Shares files (the drop handler and the dialog end here).
+/// Shares the files of the last drop on the window, which the Rust side recorded from the
+/// window system's drag-and-drop event; answers how many it started to share (0 when there
+/// was no drop, or it was already taken). The page never names a path to share: a script in
+/// the page could otherwise share any file the user can read (issue 7, item 10).
 #[tauri::command]
-pub fn share_paths(core: Core<'_>, paths: Vec<PathBuf>) {
+pub fn share_dropped(core: Core<'_>) -> usize {
+    let paths = core.take_dropped();
+    let n = paths.len();
     core.share_paths(paths);
+    n
 }
 
 /// Opens the native file dialog and shares what was picked.
@@ -132,18 +138,25 @@ pub async fn search_files(
 /// Starts a download into the configured folder.
 #[tauri::command]
 pub async fn download(core: Core<'_>, info_hash: String) -> Result<u64, UiError> {
-    let dir = core.settings().download_dir;
-    Ok(core
-        .node()
-        .download(self::info_hash(&info_hash)?, Some(dir))
-        .await?
-        .0)
+    core.inner().download(self::info_hash(&info_hash)?).await
 }
 
 /// Cancels a download (its .part file stays for a resume).
 #[tauri::command]
 pub async fn cancel(core: Core<'_>, transfer: u64) -> Result<(), UiError> {
-    Ok(core.node().cancel(TransferId(transfer)).await?)
+    core.cancel(transfer).await
+}
+
+/// Starts a failed or cancelled download again, as the same transfer.
+#[tauri::command]
+pub async fn retry(core: Core<'_>, transfer: u64) -> Result<u64, UiError> {
+    core.inner().retry(transfer).await
+}
+
+/// Forgets finished, failed and cancelled downloads (their files stay).
+#[tauri::command]
+pub fn clear_finished(core: Core<'_>) {
+    core.clear_finished();
 }
 
 /// Opens a shared or downloaded file in its default application.

@@ -2,12 +2,15 @@
 //! shows (shares, hashing, transfers, log), the UI's event channels, and the pump that turns
 //! node events into UI events.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use shoal_node::{IceServer, InfoHash, Node, NodeConfig, NodeEvent, NodeHandle, RtcConfig};
+use shoal_node::{
+    ConnectionState, IceServer, InfoHash, Node, NodeConfig, NodeError, NodeEvent, NodeHandle,
+    RtcConfig, TransferId,
+};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter};
 use tauri_plugin_notification::NotificationExt;
@@ -18,7 +21,8 @@ use crate::dto::{
     UiError, UiEvent,
 };
 use crate::hosting::Hosting;
-use crate::settings::Settings;
+use crate::library::{Library, RememberedShare, RememberedTransfer};
+use crate::settings::{Dirs, Settings};
 
 /// Most log entries kept.
 const LOG_LINES: usize = 500;
@@ -32,7 +36,20 @@ struct View {
     hosting: Option<HostingInfo>,
     shares: BTreeMap<InfoHash, Share>,
     hashing: BTreeMap<PathBuf, Hashing>,
+    /// By the app's transfer id, which outlives node restarts and app runs.
     transfers: BTreeMap<u64, Transfer>,
+    /// The folder of each transfer, for resuming it.
+    out_dirs: HashMap<u64, PathBuf>,
+    /// The app's id of each transfer of the current node.
+    node_ids: HashMap<TransferId, u64>,
+    /// Downloads being started or resumed: the app id their `DownloadStarted` gets.
+    starting: HashMap<InfoHash, u64>,
+    /// The shares remembered between runs (`shares.json`), re-shared at start and when the
+    /// node restarts.
+    remembered: Vec<RememberedShare>,
+    /// The path each content of the current node was shared from, and by which call of
+    /// `share_one` (a second share of the same content is refused with the first's name).
+    sharing: HashMap<InfoHash, (PathBuf, u64)>,
     log: VecDeque<LogEntry>,
     channels: Vec<Channel<UiEvent>>,
 }
@@ -41,14 +58,15 @@ struct Inner {
     settings: Settings,
     node: NodeHandle,
     hosting: Option<Hosting>,
-    /// Paths the user shares, re-shared when the node restarts.
-    shared_paths: Vec<PathBuf>,
 }
 
 /// Shared app state, held in `tauri::State`.
 pub struct AppCore {
     app: AppHandle,
-    config_dir: PathBuf,
+    dirs: Dirs,
+    library: Library,
+    /// The next app transfer id.
+    next_transfer: AtomicU64,
     view: Mutex<View>,
     inner: tokio::sync::Mutex<Inner>,
     /// Bumped at every node restart; a pump of an older node stops. Atomic so the pump never
@@ -58,13 +76,16 @@ pub struct AppCore {
     /// The current node, for one-line commands without awaiting `inner`.
     node: Mutex<NodeHandle>,
     settings: Mutex<Settings>,
+    /// Paths of the last drop on the window, from the window system's event; taken by the
+    /// page's `share_dropped`.
+    dropped: Mutex<Vec<PathBuf>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn node_config(settings: &Settings, server_url: String) -> NodeConfig {
+fn node_config(settings: &Settings, server_url: String, dirs: &Dirs) -> NodeConfig {
     let mut ice_servers = Vec::new();
     if !settings.stun_servers.is_empty() {
         ice_servers.push(IceServer {
@@ -88,26 +109,61 @@ fn node_config(settings: &Settings, server_url: String) -> NodeConfig {
         },
         download_dir: settings.download_dir.clone(),
         agent: format!("shoal-app/{}", env!("CARGO_PKG_VERSION")),
+        hash_cache: Some(dirs.cache.join("hash-cache")),
         ..NodeConfig::default()
     }
 }
 
 impl AppCore {
-    /// Loads settings, starts the embedded server if hosting, and starts the node.
-    pub async fn start(app: AppHandle, config_dir: PathBuf) -> Arc<Self> {
-        let settings = Settings::load(&config_dir);
+    /// Loads settings and what the app remembers, starts the embedded server if hosting, and
+    /// starts the node. Remembered shares whose files are there are shared again (the hash
+    /// cache makes that cheap), the others are listed as missing; unfinished downloads wait
+    /// for the server and resume by themselves.
+    pub async fn start(app: AppHandle, dirs: Dirs) -> Arc<Self> {
+        let settings = Settings::load(&dirs.config);
+        let library = Library::new(&dirs.data);
+        let remembered = library.shares();
+        let remembered_transfers = library.transfers();
         let (hosting, hosting_error) = start_hosting(&settings).await;
         let url = server_url(&settings, hosting.as_ref());
-        let (node, events) = Node::spawn(node_config(&settings, url.clone()));
+        let (node, events) = Node::spawn(node_config(&settings, url.clone(), &dirs));
+        let next_transfer = remembered_transfers.iter().map(|t| t.id).max().unwrap_or(0) + 1;
+        let mut transfers = BTreeMap::new();
+        let mut out_dirs = HashMap::new();
+        for remembered in &remembered_transfers {
+            let mut t = remembered.to_transfer();
+            if crate::library::resumable(remembered) {
+                t.state = TransferState::Waiting;
+                t.error = Some(WAITING_FOR_SERVER.into());
+            }
+            out_dirs.insert(t.id, remembered.out_dir.clone());
+            transfers.insert(t.id, t);
+        }
+        let mut shares = BTreeMap::new();
+        let mut present = Vec::new();
+        for r in &remembered {
+            if r.path.is_file() {
+                present.push(r.path.clone());
+            } else if let Ok(info_hash) = r.info_hash.parse::<InfoHash>() {
+                shares.insert(info_hash, missing_share(r));
+            }
+        }
         let core = Arc::new(Self {
             app,
-            config_dir,
+            dirs,
+            library,
+            next_transfer: AtomicU64::new(next_transfer),
             view: Mutex::new(View {
                 connection: Connection::Connecting { url },
                 hosting: hosting.as_ref().map(hosting_info),
-                shares: BTreeMap::new(),
+                shares,
                 hashing: BTreeMap::new(),
-                transfers: BTreeMap::new(),
+                transfers,
+                out_dirs,
+                node_ids: HashMap::new(),
+                starting: HashMap::new(),
+                remembered,
+                sharing: HashMap::new(),
                 log: VecDeque::new(),
                 channels: Vec::new(),
             }),
@@ -115,18 +171,222 @@ impl AppCore {
                 settings: settings.clone(),
                 node: node.clone(),
                 hosting,
-                shared_paths: Vec::new(),
             }),
             node: Mutex::new(node),
             settings: Mutex::new(settings),
             generation: AtomicU64::new(0),
+            dropped: Mutex::new(Vec::new()),
         });
         core.log("info", "Shoal started");
         if let Some(e) = hosting_error {
             core.log("error", e);
         }
         tauri::async_runtime::spawn(pump(core.clone(), events, 0));
+        core.share_paths(present);
         core
+    }
+
+    /// A new app transfer id.
+    fn next_transfer_id(&self) -> u64 {
+        self.next_transfer.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn save_shares(&self, view: &View) {
+        if let Err(e) = self.library.save_shares(&view.remembered) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    fn save_transfers(&self, view: &View) {
+        let default_dir = self.settings().download_dir;
+        let list: Vec<RememberedTransfer> = view
+            .transfers
+            .values()
+            .map(|t| {
+                let dir = view.out_dirs.get(&t.id).cloned();
+                RememberedTransfer::new(t, dir.unwrap_or_else(|| default_dir.clone()))
+            })
+            .collect();
+        if let Err(e) = self.library.save_transfers(&list) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Starts a download into the configured folder; answers the app's transfer id.
+    ///
+    /// # Errors
+    /// What the node refused (unknown content, no holder, not connected...).
+    pub async fn download(self: &Arc<Self>, info_hash: InfoHash) -> Result<u64, UiError> {
+        let id = self.next_transfer_id();
+        let dir = self.settings().download_dir;
+        Ok(self.start_download(id, info_hash, dir).await?)
+    }
+
+    /// Asks the node to download (or resume) `info_hash` as the app's transfer `id`.
+    async fn start_download(
+        self: &Arc<Self>,
+        id: u64,
+        info_hash: InfoHash,
+        dir: PathBuf,
+    ) -> Result<u64, NodeError> {
+        {
+            let mut view = lock(&self.view);
+            view.starting.insert(info_hash, id);
+            view.out_dirs.insert(id, dir.clone());
+        }
+        let result = self.node().download(info_hash, Some(dir)).await;
+        let mut view = lock(&self.view);
+        view.starting.remove(&info_hash);
+        match result {
+            Ok(transfer) => {
+                // `DownloadStarted` may have been handled first and mapped it already.
+                view.node_ids.entry(transfer).or_insert(id);
+                Ok(id)
+            }
+            Err(e) => {
+                if let Some(t) = view.transfers.get_mut(&id)
+                    && t.state == TransferState::Waiting
+                {
+                    match waiting_reason(&e) {
+                        Some(reason) => t.error = Some(reason.into()),
+                        None => {
+                            t.state = TransferState::Failed;
+                            t.error = Some(e.to_string());
+                        }
+                    }
+                    let transfer = t.clone();
+                    self.emit(&mut view, UiEvent::Transfer { transfer });
+                    self.save_transfers(&view);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Tries every waiting download again (at start, on reconnection, when the index
+    /// changes), unless the user turned resuming off.
+    fn resume_waiting(self: &Arc<Self>) {
+        if !self.settings().resume_downloads {
+            return;
+        }
+        let default_dir = self.settings().download_dir;
+        let waiting: Vec<(u64, InfoHash, PathBuf)> = {
+            let mut view = lock(&self.view);
+            let candidates: Vec<(u64, InfoHash, PathBuf)> = view
+                .transfers
+                .values()
+                .filter(|t| t.state == TransferState::Waiting)
+                .filter_map(|t| {
+                    let info_hash = t.info_hash.parse::<InfoHash>().ok()?;
+                    let dir = view.out_dirs.get(&t.id).cloned();
+                    Some((t.id, info_hash, dir.unwrap_or_else(|| default_dir.clone())))
+                })
+                .filter(|(_, h, _)| !view.starting.contains_key(h))
+                .collect();
+            // Marked now, so a second call before the first answer starts nothing twice.
+            for (id, info_hash, _) in &candidates {
+                view.starting.insert(*info_hash, *id);
+            }
+            candidates
+        };
+        for (id, info_hash, dir) in waiting {
+            let core = self.clone();
+            tauri::async_runtime::spawn(async move {
+                let _ = core.start_download(id, info_hash, dir).await;
+            });
+        }
+    }
+
+    /// Cancels a running download (its .part file stays) or a waiting one.
+    ///
+    /// # Errors
+    /// Unknown transfer, or the node stopped.
+    pub async fn cancel(&self, id: u64) -> Result<(), UiError> {
+        let running = {
+            let view = lock(&self.view);
+            view.node_ids
+                .iter()
+                .find(|(_, app)| **app == id)
+                .map(|(t, _)| *t)
+                .filter(|_| {
+                    view.transfers
+                        .get(&id)
+                        .is_some_and(|t| t.state == TransferState::Running)
+                })
+        };
+        if let Some(transfer) = running {
+            return Ok(self.node().cancel(transfer).await?);
+        }
+        let mut view = lock(&self.view);
+        let Some(t) = view.transfers.get_mut(&id) else {
+            return Err(UiError::new("unknown_transfer", "No such download"));
+        };
+        if t.state == TransferState::Waiting {
+            t.state = TransferState::Cancelled;
+            t.error = None;
+            let transfer = t.clone();
+            self.emit(&mut view, UiEvent::Transfer { transfer });
+            self.save_transfers(&view);
+        }
+        Ok(())
+    }
+
+    /// Starts a failed or cancelled download again as the same transfer (same card): it
+    /// resumes from its `.part` file, or waits for its sharer.
+    ///
+    /// # Errors
+    /// Unknown transfer, one that is not failed or cancelled, or what the node refused.
+    pub async fn retry(self: &Arc<Self>, id: u64) -> Result<u64, UiError> {
+        let (info_hash, dir) = {
+            let mut view = lock(&self.view);
+            let default_dir = self.settings().download_dir;
+            let dir = view.out_dirs.get(&id).cloned().unwrap_or(default_dir);
+            let Some(t) = view.transfers.get_mut(&id) else {
+                return Err(UiError::new("unknown_transfer", "No such download"));
+            };
+            if !matches!(t.state, TransferState::Failed | TransferState::Cancelled) {
+                return Err(UiError::new(
+                    "unknown_transfer",
+                    "Only a failed or cancelled download can be tried again",
+                ));
+            }
+            let info_hash = t
+                .info_hash
+                .parse::<InfoHash>()
+                .map_err(|e| UiError::new("internal", e.to_string()))?;
+            t.state = TransferState::Waiting;
+            t.error = Some(WAITING_FOR_SERVER.into());
+            let transfer = t.clone();
+            self.emit(&mut view, UiEvent::Transfer { transfer });
+            (info_hash, dir)
+        };
+        match self.start_download(id, info_hash, dir).await {
+            Ok(id) => Ok(id),
+            // It waits for its sharer and resumes by itself; the card says so.
+            Err(e) if waiting_reason(&e).is_some() => Ok(id),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets finished, failed and cancelled downloads (their files stay).
+    pub fn clear_finished(&self) {
+        let mut view = lock(&self.view);
+        let done: Vec<u64> = view
+            .transfers
+            .values()
+            .filter(|t| {
+                matches!(
+                    t.state,
+                    TransferState::Completed | TransferState::Failed | TransferState::Cancelled
+                )
+            })
+            .map(|t| t.id)
+            .collect();
+        for id in done {
+            view.transfers.remove(&id);
+            view.out_dirs.remove(&id);
+        }
+        self.save_transfers(&view);
     }
 
     /// The current node.
@@ -185,15 +445,86 @@ impl AppCore {
         self.emit(&mut view, UiEvent::Log { entry });
     }
 
-    /// Shares files: hashing progress and the result arrive as events; failures are logged.
+    /// Records the paths of a drop on the window (from the window system, not the page).
+    pub fn set_dropped(&self, paths: Vec<PathBuf>) {
+        *lock(&self.dropped) = paths;
+    }
+
+    /// The paths of the last drop, once.
+    pub fn take_dropped(&self) -> Vec<PathBuf> {
+        std::mem::take(&mut *lock(&self.dropped))
+    }
+
+    /// Logs `message` and shows it as a notice.
+    pub fn notify(&self, level: &'static str, message: impl Into<String>) {
+        let entry = LogEntry::new(level, message);
+        self.log(level, entry.message.clone());
+        let mut view = lock(&self.view);
+        self.emit(&mut view, UiEvent::Notice { entry });
+    }
+
+    /// Shares files, and the files inside folders: hashing progress and the result arrive as
+    /// events; failures are logged. A folder's files are shared one after the other.
     pub fn share_paths(self: &Arc<Self>, paths: Vec<PathBuf>) {
         for path in paths {
             let core = self.clone();
-            tauri::async_runtime::spawn(async move { core.share_one(path).await });
+            if path.is_dir() {
+                tauri::async_runtime::spawn(async move { core.share_folder(path).await });
+            } else {
+                tauri::async_runtime::spawn(async move { core.share_one(path).await });
+            }
+        }
+    }
+
+    /// Shares the regular files under `dir` (recursively; hidden entries and symbolic links
+    /// are skipped), asking first when there are more than [`CONFIRM_FOLDER_FILES`].
+    async fn share_folder(self: Arc<Self>, dir: PathBuf) {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        let walk = dir.clone();
+        let files = tauri::async_runtime::spawn_blocking(move || files_in(&walk))
+            .await
+            .unwrap_or_default();
+        match files.len() {
+            0 => {
+                return self.notify("warn", format!("The folder “{name}” has no files to share"));
+            }
+            n if n > MAX_FOLDER_FILES => {
+                return self.notify(
+                    "error",
+                    format!(
+                        "The folder “{name}” holds more than {MAX_FOLDER_FILES} files; share a smaller folder"
+                    ),
+                );
+            }
+            n if n > CONFIRM_FOLDER_FILES => {
+                let mut dialog = rfd::AsyncMessageDialog::new()
+                    .set_title("Share a folder")
+                    .set_description(format!("Share all {n} files in “{name}”?"))
+                    .set_buttons(rfd::MessageButtons::OkCancel);
+                if let Some(window) = tauri::Manager::get_webview_window(&self.app, "main") {
+                    dialog = dialog.set_parent(&window);
+                }
+                if dialog.show().await != rfd::MessageDialogResult::Ok {
+                    return;
+                }
+            }
+            _ => {}
+        }
+        self.notify(
+            "info",
+            format!("Sharing {} files from “{name}”", files.len()),
+        );
+        for file in files {
+            self.clone().share_one(file).await;
         }
     }
 
     async fn share_one(self: Arc<Self>, path: PathBuf) {
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -220,12 +551,68 @@ impl AppCore {
         lock(&self.view).hashing.remove(&path);
         match result {
             Ok(shared) => {
-                let mut inner = self.inner.lock().await;
-                if !inner.shared_paths.contains(&path) {
-                    inner.shared_paths.push(path);
+                // The node answers a second share of the same content (the same file dropped
+                // again, or a copy) with the first one: say so instead of sharing it twice.
+                let duplicate = {
+                    let mut view = lock(&self.view);
+                    match view.sharing.get(&shared.info_hash) {
+                        Some((first, by)) if *by != call => Some(first.clone()),
+                        _ => {
+                            view.sharing.insert(shared.info_hash, (path.clone(), call));
+                            None
+                        }
+                    }
+                };
+                if let Some(first) = duplicate {
+                    let first_name = first
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let reason = if first_name == name {
+                        format!("it is already shared from {}", first.display())
+                    } else {
+                        format!("the same content is already shared as “{first_name}”")
+                    };
+                    let mut view = lock(&self.view);
+                    self.emit(
+                        &mut view,
+                        UiEvent::Unshared {
+                            info_hash: String::new(),
+                            reason: Some(reason.clone()),
+                            path: Some(path.clone()),
+                        },
+                    );
+                    drop(view);
+                    self.log("info", format!("Not sharing {name} again: {reason}"));
+                    return;
                 }
-                drop(inner);
-                self.log("info", format!("Sharing {}", shared.name));
+                let changed = {
+                    let mut view = lock(&self.view);
+                    let entry = RememberedShare::from(&Share::from(&shared));
+                    let before = view.remembered.iter().position(|r| r.path == path);
+                    let changed = match before {
+                        Some(i) => {
+                            let old = std::mem::replace(&mut view.remembered[i], entry);
+                            (old.info_hash != shared.info_hash.to_string()).then_some(old)
+                        }
+                        None => {
+                            view.remembered.push(entry);
+                            None
+                        }
+                    };
+                    self.save_shares(&view);
+                    changed
+                };
+                match changed {
+                    Some(_) => self.log(
+                        "warn",
+                        format!(
+                            "{} changed since it was last shared; sharing its new content",
+                            shared.name
+                        ),
+                    ),
+                    None => self.log("info", format!("Sharing {}", shared.name)),
+                }
             }
             Err(e) => {
                 {
@@ -252,10 +639,22 @@ impl AppCore {
     /// # Errors
     /// Not shared, or the node stopped.
     pub async fn unshare(&self, info_hash: InfoHash) -> Result<(), UiError> {
-        self.node().unshare(info_hash).await?;
+        let missing = lock(&self.view)
+            .shares
+            .get(&info_hash)
+            .is_some_and(|s| s.missing.is_some());
+        // A missing share is only remembered: forgetting it is all there is to do.
+        if !missing {
+            self.node().unshare(info_hash).await?;
+        }
         let removed = {
             let mut view = lock(&self.view);
             let removed = view.shares.remove(&info_hash);
+            view.sharing.remove(&info_hash);
+            if let Some(share) = &removed {
+                view.remembered.retain(|r| r.path != share.path);
+                self.save_shares(&view);
+            }
             self.emit(
                 &mut view,
                 UiEvent::Unshared {
@@ -267,11 +666,6 @@ impl AppCore {
             removed
         };
         if let Some(share) = removed {
-            self.inner
-                .lock()
-                .await
-                .shared_paths
-                .retain(|p| *p != share.path);
             self.log("info", format!("Stopped sharing {}", share.name));
         }
         Ok(())
@@ -294,7 +688,7 @@ impl AppCore {
     /// Invalid settings, or they cannot be saved.
     pub async fn apply_settings(self: &Arc<Self>, settings: Settings) -> Result<AppState, UiError> {
         settings.validate()?;
-        settings.save(&self.config_dir)?;
+        settings.save(&self.dirs.config)?;
         let mut inner = self.inner.lock().await;
         let old = inner.settings.clone();
         *lock(&self.settings) = settings.clone();
@@ -316,6 +710,9 @@ impl AppCore {
             || old.download_dir != settings.download_dir;
         if !network_changed {
             drop(inner);
+            if settings.resume_downloads && !old.resume_downloads {
+                self.resume_waiting();
+            }
             return Ok(self.snapshot());
         }
         self.log("info", "Settings saved; reconnecting");
@@ -335,31 +732,42 @@ impl AppCore {
             self.emit(&mut view, UiEvent::Hosting { hosting: info });
         }
         let url = server_url(&settings, inner.hosting.as_ref());
-        let (node, events) = Node::spawn(node_config(&settings, url));
+        let (node, events) = Node::spawn(node_config(&settings, url, &self.dirs));
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         inner.node = node.clone();
         *lock(&self.node) = node;
-        {
-            // Shares come back as they are re-announced; running transfers stopped.
+        let paths = {
+            // Shares come back as they are re-announced; running transfers wait for the new
+            // node and resume there.
             let mut view = lock(&self.view);
-            view.shares.clear();
+            view.shares.retain(|_, s| s.missing.is_some());
+            view.node_ids.clear();
+            view.starting.clear();
+            view.sharing.clear();
             let stopped: Vec<Transfer> = view
                 .transfers
                 .values_mut()
                 .filter(|t| t.state == TransferState::Running)
                 .map(|t| {
-                    t.state = TransferState::Failed;
-                    t.error =
-                        Some("Stopped by a settings change; download it again to resume".into());
+                    t.state = TransferState::Waiting;
+                    t.rate_bytes_per_sec = 0.0;
+                    t.eta_secs = None;
+                    t.peers.clear();
+                    t.error = Some(WAITING_FOR_SERVER.into());
                     t.clone()
                 })
                 .collect();
             for transfer in stopped {
                 self.emit(&mut view, UiEvent::Transfer { transfer });
             }
-        }
+            self.save_transfers(&view);
+            view.remembered
+                .iter()
+                .filter(|r| r.path.is_file())
+                .map(|r| r.path.clone())
+                .collect::<Vec<_>>()
+        };
         tauri::async_runtime::spawn(pump(self.clone(), events, generation));
-        let paths = inner.shared_paths.clone();
         drop(inner);
         self.share_paths(paths);
         Ok(self.snapshot())
@@ -373,9 +781,30 @@ impl AppCore {
         let mut view = lock(&self.view);
         match event {
             NodeEvent::Connection(state) => {
+                let line = match &state {
+                    ConnectionState::Connecting { .. } => None,
+                    ConnectionState::Connected { url, node_id } => {
+                        Some(("info", format!("Connected to {url} as {}", node_id.short())))
+                    }
+                    ConnectionState::Disconnected {
+                        url,
+                        reason,
+                        retry_in,
+                    } => Some((
+                        "warn",
+                        format!(
+                            "Lost {url} ({reason}); trying again in {} s",
+                            retry_in.as_secs()
+                        ),
+                    )),
+                };
                 let connection = Connection::from(state);
                 view.connection = connection.clone();
                 self.emit(&mut view, UiEvent::Connection { connection });
+                drop(view);
+                if let Some((level, message)) = line {
+                    self.log(level, message);
+                }
             }
             NodeEvent::HashingProgress {
                 path,
@@ -419,10 +848,20 @@ impl AppCore {
                 len_bytes,
                 resumed_bytes,
             } => {
-                let mut t = Transfer::new(transfer, info_hash.to_string(), name.clone(), len_bytes);
+                let id = match view.node_ids.get(&transfer) {
+                    Some(id) => *id,
+                    None => view
+                        .starting
+                        .get(&info_hash)
+                        .copied()
+                        .unwrap_or_else(|| self.next_transfer_id()),
+                };
+                view.node_ids.insert(transfer, id);
+                let mut t = Transfer::new(id, info_hash.to_string(), name.clone(), len_bytes);
                 t.bytes_done = resumed_bytes;
-                view.transfers.insert(transfer.0, t.clone());
+                view.transfers.insert(id, t.clone());
                 self.emit(&mut view, UiEvent::Transfer { transfer: t });
+                self.save_transfers(&view);
                 drop(view);
                 if resumed_bytes > 0 {
                     self.log("info", format!("Resuming {name}"));
@@ -431,7 +870,8 @@ impl AppCore {
                 }
             }
             NodeEvent::DownloadProgress(p) => {
-                if let Some(t) = view.transfers.get_mut(&p.transfer.0) {
+                let id = view.node_ids.get(&p.transfer).copied();
+                if let Some(t) = id.and_then(|id| view.transfers.get_mut(&id)) {
                     t.bytes_done = p.bytes_done;
                     t.len_bytes = p.len_bytes;
                     t.rate_bytes_per_sec = p.rate_bytes_per_sec;
@@ -453,7 +893,8 @@ impl AppCore {
                 candidate_type,
                 ..
             } => {
-                if let Some(t) = view.transfers.get_mut(&transfer.0) {
+                let id = view.node_ids.get(&transfer).copied();
+                if let Some(t) = id.and_then(|id| view.transfers.get_mut(&id)) {
                     let info = PeerInfo {
                         peer: peer.short(),
                         candidate_type: candidate_type.to_string(),
@@ -486,8 +927,9 @@ impl AppCore {
                 reason,
             } => {
                 let name = view
-                    .transfers
-                    .get(&transfer.0)
+                    .node_ids
+                    .get(&transfer)
+                    .and_then(|id| view.transfers.get(id))
                     .map(|t| t.name.clone())
                     .unwrap_or_default();
                 drop(view);
@@ -500,7 +942,8 @@ impl AppCore {
                 );
             }
             NodeEvent::Completed { transfer, path, .. } => {
-                let Some(t) = view.transfers.get_mut(&transfer.0) else {
+                let id = view.node_ids.get(&transfer).copied();
+                let Some(t) = id.and_then(|id| view.transfers.get_mut(&id)) else {
                     return;
                 };
                 t.state = TransferState::Completed;
@@ -511,6 +954,7 @@ impl AppCore {
                 let transfer = t.clone();
                 let name = transfer.name.clone();
                 self.emit(&mut view, UiEvent::Transfer { transfer });
+                self.save_transfers(&view);
                 drop(view);
                 self.log("info", format!("Downloaded {name} to {}", path.display()));
                 if let Err(e) = self
@@ -527,7 +971,8 @@ impl AppCore {
             NodeEvent::Failed {
                 transfer, reason, ..
             } => {
-                let Some(t) = view.transfers.get_mut(&transfer.0) else {
+                let id = view.node_ids.get(&transfer).copied();
+                let Some(t) = id.and_then(|id| view.transfers.get_mut(&id)) else {
                     return;
                 };
                 let cancelled = reason == "cancelled";
@@ -542,6 +987,7 @@ impl AppCore {
                 let transfer = t.clone();
                 let name = transfer.name.clone();
                 self.emit(&mut view, UiEvent::Transfer { transfer });
+                self.save_transfers(&view);
                 drop(view);
                 if cancelled {
                     self.log("info", format!("Cancelled {name}"));
@@ -589,6 +1035,65 @@ async fn pump(core: Arc<AppCore>, mut events: mpsc::Receiver<NodeEvent>, generat
         if core.generation() != generation {
             break;
         }
+        // A (re)connection or a changed index may bring back the sharer of a waiting download.
+        let retry = matches!(
+            event,
+            NodeEvent::Connection(ConnectionState::Connected { .. }) | NodeEvent::IndexChanged
+        );
         core.on_event(event);
+        if retry {
+            core.resume_waiting();
+        }
+    }
+}
+
+/// Files in a dropped folder above which the app asks first.
+const CONFIRM_FOLDER_FILES: usize = 100;
+/// Files in a dropped folder above which the app refuses (hashing them would take the
+/// machine for a long time; the user can share sub-folders).
+const MAX_FOLDER_FILES: usize = 10_000;
+
+/// The regular files under `dir`, sorted, at most [`MAX_FOLDER_FILES`] + 1 (enough to say
+/// "too many"): symbolic links are not followed and hidden entries (`.name`) are skipped.
+fn files_in(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(walkdir::DirEntry::into_path)
+        .take(MAX_FOLDER_FILES + 1)
+        .collect();
+    files.sort();
+    files
+}
+
+/// The first words of a waiting download's card, before the server answers.
+const WAITING_FOR_SERVER: &str = "Waiting for the signaling server";
+
+/// Why a download waits instead of failing, when `e` is worth waiting out.
+fn waiting_reason(e: &NodeError) -> Option<&'static str> {
+    match e {
+        NodeError::UnknownInfoHash { .. } | NodeError::NoHolders { .. } => {
+            Some("Waiting for the sharer: nobody online shares this file now")
+        }
+        NodeError::NotConnected { .. } | NodeError::Timeout { .. } | NodeError::Stopped => {
+            Some(WAITING_FOR_SERVER)
+        }
+        _ => None,
+    }
+}
+
+/// A remembered share whose file is not there.
+fn missing_share(r: &RememberedShare) -> Share {
+    Share {
+        info_hash: r.info_hash.clone(),
+        name: r.name.clone(),
+        path: r.path.clone(),
+        size: r.size,
+        mime: r.mime.clone(),
+        category: r.category,
+        missing: Some(format!("The file is gone from {}", r.path.display())),
     }
 }

@@ -1,12 +1,11 @@
 //! JSON shapes at the UI boundary (docs/app-ipc.md). Core types stay in the node; these are
 //! what the webview sees, in camelCase.
 
+use shoal_node::text::inert;
 use std::path::PathBuf;
 
-use serde::Serialize;
-use shoal_node::{
-    Category, ConnectionState, IndexedFile, NodeError, NodeId, SharedFile, TransferId,
-};
+use serde::{Deserialize, Serialize};
+use shoal_node::{Category, ConnectionState, IndexedFile, NodeError, NodeId, SharedFile};
 
 use crate::settings::{Settings, SettingsError};
 
@@ -79,6 +78,8 @@ pub struct Share {
     pub mime: String,
     /// Category.
     pub category: Category,
+    /// Why it is not shared now (its file is gone or unreadable); `null` when it is.
+    pub missing: Option<String>,
 }
 
 impl From<&SharedFile> for Share {
@@ -90,6 +91,7 @@ impl From<&SharedFile> for Share {
             size: s.size,
             mime: s.mime.clone(),
             category: s.category,
+            missing: None,
         }
     }
 }
@@ -135,9 +137,11 @@ impl NetworkFile {
             info_hash: file.info_hash.to_string(),
             mine: me.is_some_and(|me| file.holders.contains(&me)),
             holders: file.holders.len(),
-            name: file.name,
+            // Names come from the network: no controls, bidi overrides or invisible
+            // characters reach the page (shoal_protocol::text).
+            name: inert(&file.name, usize::MAX).into_owned(),
             size: file.size,
-            mime: file.mime,
+            mime: inert(&file.mime, usize::MAX).into_owned(),
             category: file.category,
         }
     }
@@ -154,11 +158,14 @@ pub struct PeerInfo {
 }
 
 /// `Transfer` state.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum TransferState {
     /// Downloading.
     Running,
+    /// Not running: no sharer is online (or the server is not reached yet). Resumes by itself
+    /// when the file shows up in the index.
+    Waiting,
     /// Done; `path` is set.
     Completed,
     /// Failed; `error` says why.
@@ -201,17 +208,17 @@ pub struct Transfer {
 
 impl Transfer {
     /// A transfer that just started.
-    pub fn new(id: TransferId, info_hash: String, name: String, len_bytes: u64) -> Self {
+    pub fn new(id: u64, info_hash: String, name: String, len_bytes: u64) -> Self {
         let mime = mime_guess::from_path(&name)
             .first_raw()
             .unwrap_or("application/octet-stream")
             .to_owned();
         Self {
-            id: id.0,
+            id,
             info_hash,
             category: Category::from_mime(&mime),
             mime,
-            name,
+            name: inert(&name, usize::MAX).into_owned(),
             state: TransferState::Running,
             bytes_done: 0,
             len_bytes,
@@ -243,10 +250,12 @@ impl LogEntry {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        let message = message.into();
         Self {
             time_ms,
             level,
-            message: message.into(),
+            // Messages quote names and reasons from the network.
+            message: inert(&message, usize::MAX).into_owned(),
         }
     }
 }
@@ -324,6 +333,11 @@ pub enum UiEvent {
     },
     /// A log line.
     Log {
+        /// It.
+        entry: LogEntry,
+    },
+    /// Something the user should see now (also in the log): a short notice.
+    Notice {
         /// It.
         entry: LogEntry,
     },

@@ -10,6 +10,7 @@ mod commands;
 mod core;
 mod dto;
 mod hosting;
+mod library;
 mod settings;
 
 pub use settings::{Settings, TurnServer};
@@ -30,6 +31,8 @@ pub fn run() {
     let _ = STARTED.set(std::time::Instant::now());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new(
@@ -43,16 +46,32 @@ pub fn run() {
         .plugin(tauri_plugin_notification::init())
         .setup(|app| {
             let handle = app.handle().clone();
-            let config_dir = settings::config_dir();
-            let core =
-                tauri::async_runtime::block_on(core::AppCore::start(handle.clone(), config_dir));
+            let dirs = settings::dirs();
+            let core = tauri::async_runtime::block_on(core::AppCore::start(handle.clone(), dirs));
             tauri::Manager::manage(&handle, core);
             Ok(())
+        })
+        // The main window is a webview window: its drops arrive as window events.
+        .on_window_event(|window, event| {
+            use tauri::{DragDropEvent, Manager, WindowEvent};
+            if let WindowEvent::DragDrop(drag) = event
+                && let Some(core) = window.try_state::<std::sync::Arc<core::AppCore>>()
+            {
+                match drag {
+                    // Tauri emits the page's drop event before this handler runs, both on the
+                    // main thread; the page's `share_dropped` call comes after.
+                    DragDropEvent::Drop { paths, .. } => core.set_dropped(paths.clone()),
+                    // A new drag forgets a drop the page did not take (GTK may send Leave
+                    // around a drop, so only Enter clears).
+                    DragDropEvent::Enter { .. } => core.set_dropped(Vec::new()),
+                    _ => {}
+                }
+            }
         })
         .invoke_handler(tauri::generate_handler![
             commands::app_state,
             commands::subscribe,
-            commands::share_paths,
+            commands::share_dropped,
             commands::pick_and_share,
             commands::pick_folder,
             commands::unshare,
@@ -60,6 +79,8 @@ pub fn run() {
             commands::search_files,
             commands::download,
             commands::cancel,
+            commands::clear_finished,
+            commands::retry,
             commands::open_file,
             commands::show_in_folder,
             commands::media_url,

@@ -34,6 +34,8 @@ pub struct Settings {
     pub turn_servers: Vec<TurnServer>,
     /// Where downloads go.
     pub download_dir: PathBuf,
+    /// Resume unfinished downloads when the app starts (and when their sharer comes back).
+    pub resume_downloads: bool,
 }
 
 impl Default for Settings {
@@ -50,6 +52,7 @@ impl Default for Settings {
             stun_servers: Vec::new(),
             turn_servers: Vec::new(),
             download_dir,
+            resume_downloads: true,
         }
     }
 }
@@ -131,30 +134,48 @@ impl Settings {
     /// # Errors
     /// [`SettingsError::Save`].
     pub fn save(&self, config_dir: &Path) -> Result<(), SettingsError> {
-        let fail = |source| SettingsError::Save {
-            path: config_dir.to_owned(),
-            source,
-        };
-        std::fs::create_dir_all(config_dir).map_err(fail)?;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| fail(e.into()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(config_dir).map_err(fail)?;
-        std::io::Write::write_all(&mut tmp, &json).map_err(fail)?;
-        tmp.as_file().sync_all().map_err(fail)?;
-        tmp.persist(Self::file(config_dir))
-            .map_err(|e| fail(e.error))?;
-        Ok(())
+        crate::library::save_json(config_dir, "settings.json", self).map_err(|source| {
+            SettingsError::Save {
+                path: config_dir.to_owned(),
+                source,
+            }
+        })
     }
 }
 
-/// The config folder: `$SHOAL_CONFIG_DIR` if set, else the OS config folder
-/// (`~/.config/shoal` on Linux).
-pub fn config_dir() -> PathBuf {
+/// Where the app keeps its files.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// `settings.json` (`~/.config/shoal` on Linux).
+    pub config: PathBuf,
+    /// `shares.json` and `transfers.json` (`~/.local/share/shoal`).
+    pub data: PathBuf,
+    /// Remembered manifests, `hash-cache/` (`~/.cache/shoal`); safe to delete.
+    pub cache: PathBuf,
+}
+
+/// The OS folders, or all in `$SHOAL_CONFIG_DIR` (cache in its `cache/`) when that is set.
+pub fn dirs() -> Dirs {
     if let Some(dir) = std::env::var_os("SHOAL_CONFIG_DIR") {
-        return PathBuf::from(dir);
+        let dir = PathBuf::from(dir);
+        return Dirs {
+            cache: dir.join("cache"),
+            data: dir.clone(),
+            config: dir,
+        };
     }
-    directories::ProjectDirs::from("org", "shoal", "shoal")
-        .map(|p| p.config_dir().to_owned())
-        .unwrap_or_else(|| PathBuf::from(".shoal"))
+    match directories::ProjectDirs::from("org", "shoal", "shoal") {
+        Some(p) => Dirs {
+            config: p.config_dir().to_owned(),
+            data: p.data_local_dir().to_owned(),
+            cache: p.cache_dir().to_owned(),
+        },
+        None => Dirs {
+            config: PathBuf::from(".shoal"),
+            data: PathBuf::from(".shoal"),
+            cache: PathBuf::from(".shoal/cache"),
+        },
+    }
 }
 
 #[cfg(test)]

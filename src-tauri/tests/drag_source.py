@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real X11 drag source for the app's end-to-end test (NOTES-tauri.md, "Drag and drop").
+"""A real X11 drag source for the app's end-to-end test (docs/ARCHITECTURE.md, "Testing").
 
 Shows a small GTK window at the top-left corner that offers the files given on the command line
 as text/uri-list when dragged. The test presses the mouse on it and releases it over the app

@@ -4,7 +4,16 @@
 //! - app B, pointed at that address in Settings (applied without a restart), connects;
 //! - a real MP4 dropped on A's window with a genuine X11 drag and drop is hashed and shared;
 //! - it appears in B's network list; Download completes with the original SHA-256;
-//! - B plays it in the in-app viewer: the `<video>`'s currentTime passes 0.
+//! - B plays it in the in-app viewer: the `<video>`'s currentTime passes 0;
+//! - the page cannot make the app share a file it names (issue 7, item 10): `share_paths` is
+//!   gone and `share_dropped` shares only what the window system dropped;
+//! - names announced by a hostile peer reach the page inert (issue 7, item 12);
+//! - a dropped folder shares its files; a copy of a shared file is refused in words;
+//! - no tauri-driver, WebKitWebDriver or app process outlives a test: each driver runs in
+//!   a process group of its own and the whole group is killed;
+//! - killed with SIGKILL and started again, the app shares the same files again (announced)
+//!   and resumes its unfinished download by itself, from its `.part` file, to the right bytes
+//!   (issue 7, items 1 and 2).
 //!
 //! Screenshots of every step go to `target/shoal-e2e-screens/`.
 
@@ -17,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use shoal_e2e::peer::{PeerFile, TestPeer};
 use shoal_e2e::{bin, corpus, sha256_file};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -29,6 +39,60 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A child started as the leader of a new process group; the whole group (tauri-driver, the
+/// WebKitWebDriver it starts and the app that starts) is killed on drop.
+struct KillGroup(Child);
+
+impl KillGroup {
+    fn spawn(command: &mut Command) -> std::io::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0).spawn().map(Self)
+    }
+
+    /// Process group id (the leader's pid).
+    fn group(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pid of the process named `comm` in process group `group`.
+fn group_process(group: u32, comm: &str) -> Option<u32> {
+    group_members(group).iter().find_map(|m| {
+        let (pid, name) = m.split_once(" (")?;
+        (name.trim_end_matches(')') == comm)
+            .then(|| pid.parse().ok())
+            .flatten()
+    })
+}
+
+/// Live processes of process group `group` (from /proc), zombies excluded, as "pid (comm)".
+fn group_members(group: u32) -> Vec<String> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().map_while(Result::ok) {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string() {
+            members.push(head.to_owned() + ")");
+        }
+    }
+    members
 }
 
 /// An X server on a free display number (`-displayfd` tells which).
@@ -78,7 +142,7 @@ fn tauri_driver() -> PathBuf {
 struct App {
     client: Client,
     display: String,
-    _driver: Kill,
+    driver: KillGroup,
     _x: Kill,
     name: &'static str,
 }
@@ -88,7 +152,7 @@ impl App {
         let (x, display) = xvfb();
         let port = free_port();
         let native_port = free_port();
-        let driver = Kill(
+        let driver = KillGroup::spawn(
             Command::new(tauri_driver())
                 .args([
                     "--port",
@@ -100,10 +164,9 @@ impl App {
                 .env("SHOAL_CONFIG_DIR", config_dir)
                 .env_remove("RUST_LOG")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("tauri-driver is installed (scripts/deps.sh)"),
-        );
+                .stderr(Stdio::null()),
+        )
+        .expect("tauri-driver is installed (scripts/deps.sh)");
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), "wry".into());
         caps.insert(
@@ -128,10 +191,27 @@ impl App {
         Self {
             client,
             display,
-            _driver: driver,
+            driver,
             _x: x,
             name,
         }
+    }
+
+    /// Ends the WebDriver session, kills the driver's process group and checks that nothing
+    /// of it is left running.
+    async fn quit(self) {
+        let _ = self.client.clone().close().await;
+        let group = self.driver.group();
+        drop(self);
+        // SIGKILL is delivered at once, but a dying process stays in /proc until it has
+        // exited; give it a moment, then nothing may be left.
+        let killed = Instant::now();
+        let mut left = group_members(group);
+        while !left.is_empty() && killed.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            left = group_members(group);
+        }
+        assert!(left.is_empty(), "processes outlived the test: {left:?}");
     }
 
     async fn screenshot(&self, step: &str) {
@@ -183,6 +263,42 @@ impl App {
             // The page updates on its own; look again shortly.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until `css` matches exactly `n` elements.
+    async fn wait_count(&self, css: &str, n: usize) {
+        let script = "return document.querySelectorAll(arguments[0]).length;";
+        let started = Instant::now();
+        loop {
+            let count = self
+                .client
+                .execute(script, vec![serde_json::json!(css)])
+                .await
+                .ok()
+                .and_then(|v| v.as_u64());
+            if count == Some(n as u64) {
+                return;
+            }
+            if started.elapsed() > WAIT {
+                self.screenshot("failure").await;
+                panic!("{}: {css} matched {count:?} elements, not {n}", self.name);
+            }
+            // The page updates on its own; look again shortly.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The attribute `name` of every element matching `css`.
+    async fn attrs(&self, css: &str, name: &str) -> Vec<String> {
+        let value = self
+            .client
+            .execute(
+                "return [...document.querySelectorAll(arguments[0])].map(e => e.getAttribute(arguments[1]));",
+                vec![serde_json::json!(css), serde_json::json!(name)],
+            )
+            .await
+            .unwrap();
+        serde_json::from_value(value).unwrap()
     }
 
     async fn wait_css(&self, css: &str) -> fantoccini::elements::Element {
@@ -363,8 +479,121 @@ async fn two_apps_share_download_and_play_a_video() {
     b.screenshot("6-playing").await;
     println!("video playing at currentTime {current_time:.2} s");
 
-    a.client.close().await.unwrap();
-    b.client.close().await.unwrap();
+    a.quit().await;
+    b.quit().await;
+}
+
+/// Runs `promise` (a JS expression) in the page: `{"ok": value}` or `{"err": message}`.
+async fn settle(client: &Client, promise: &str) -> serde_json::Value {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         {promise}.then(r => done({{ ok: r }}), e => done({{ err: String(e && (e.message || e)) }}));"
+    );
+    client.execute_async(&script, vec![]).await.unwrap()
+}
+
+/// Characters that must never reach the page from the network.
+fn is_dangerous(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            u32::from(c),
+            0x061C | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_cannot_name_files_to_share_and_network_names_render_inert() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("a");
+    write_settings(
+        &config,
+        serde_json::json!({"host": true, "hostPort": 0, "downloadDir": root.path().join("dl")}),
+    );
+    let a = App::start("guard", &config).await;
+    let address = a.hosting_address().await;
+
+    // A script in the page names a file to share: refused, nothing shared.
+    let forged = settle(
+        &a.client,
+        "window.__TAURI__.core.invoke('share_paths', { paths: ['/etc/passwd', '/etc/hostname'] })",
+    )
+    .await;
+    assert!(
+        forged.get("err").is_some(),
+        "share_paths must be refused: {forged}"
+    );
+    let nothing_dropped = settle(&a.client, "window.__TAURI__.core.invoke('share_dropped')").await;
+    assert_eq!(
+        nothing_dropped,
+        serde_json::json!({ "ok": 0 }),
+        "share_dropped without a drop shares nothing"
+    );
+
+    // A peer announces hostile names to the server this app hosts.
+    let names = [
+        "evil clear\u{1b}[2J.mp4",
+        "evil title\u{1b}]0;pwned\u{7}.mp4",
+        "evil cr.mp4\rforged row",
+        "evil bidi\u{202e}4pm.exe.mp4",
+        "evil zero\u{200b}width.mp4",
+    ];
+    let files: Vec<PeerFile> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| PeerFile {
+            name: name.to_string(),
+            data: vec![i as u8; 1000].into(),
+            ..PeerFile::default()
+        })
+        .collect();
+    let _peer = TestPeer::start(&address, files).await;
+    let text = a
+        .wait_text("#network-list", |t| {
+            t.matches("evil ").count() == names.len()
+        })
+        .await;
+    a.screenshot("hostile-names").await;
+    let bad: Vec<char> = text.chars().filter(|c| is_dangerous(*c)).collect();
+    assert!(bad.is_empty(), "the page shows {bad:?}: {text:?}");
+    assert!(text.contains("evil bidi<U+202E>4pm.exe.mp4"), "{text:?}");
+    assert!(text.contains("evil clear\\x1b[2J.mp4"), "{text:?}");
+
+    // Nothing but the peer's files is in the index: no /etc file was announced.
+    let shares = a
+        .client
+        .execute(
+            "return document.querySelectorAll('#my-shares li.share').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(shares, serde_json::json!(0));
+
+    // A dropped folder shares its files, recursively, hidden ones skipped (issue 7, item 6)...
+    let media = corpus();
+    let folder = root.path().join("holiday");
+    std::fs::create_dir_all(folder.join("day 2")).unwrap();
+    std::fs::copy(&media.jpeg, folder.join("beach.jpg")).unwrap();
+    std::fs::copy(&media.flac, folder.join("day 2").join("waves.flac")).unwrap();
+    std::fs::write(folder.join(".hidden"), b"not shared").unwrap();
+    os_drop(&a.display, &folder);
+    a.wait_text("#toasts", |t| t.contains("Sharing 2 files from “holiday”"))
+        .await;
+    a.wait_count("#my-shares li.share[data-state='shared']", 2)
+        .await;
+    // ...and a file whose content is already shared is refused in words, leaving no
+    // "Finishing" row behind (item 5).
+    let copy = root.path().join("beach copy.jpg");
+    std::fs::copy(&media.jpeg, &copy).unwrap();
+    os_drop(&a.display, &copy);
+    a.wait_text("#toasts", |t| {
+        t.contains("the same content is already shared as “beach.jpg”")
+    })
+    .await;
+    a.wait_count("#my-shares li.hashing", 0).await;
+    a.wait_count("#my-shares li.share", 2).await;
+    a.screenshot("folder-and-duplicate").await;
+    a.quit().await;
 }
 
 /// User and system CPU ticks (1/100 s) and resident bytes of a process.
@@ -466,14 +695,7 @@ async fn app_figures() {
     );
     let b = App::start("fig-b", &config_b).await;
     b.wait_css("#connection[data-state='connected']").await;
-    // The drop handler's own command.
-    a.client
-        .execute(
-            "window.__TAURI__.core.invoke('share_paths', { paths: [arguments[0]] });",
-            vec![serde_json::json!(file)],
-        )
-        .await
-        .unwrap();
+    os_drop(&a.display, &file);
     let info_hash = a
         .wait_css("#my-shares li.share[data-info-hash]")
         .await
@@ -534,4 +756,120 @@ async fn app_figures() {
         "shoal get, same file, same run: {cli_secs:.1} s from start to exit = {:.1} MiB/s; its summary: {cli_summary}",
         1024.0 / cli_secs
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_started_again_the_app_shares_the_same_files_and_resumes_its_download() {
+    let media = corpus();
+    let root = tempfile::tempdir().unwrap();
+    // The server outlives the app: a separate shoal-signal.
+    let server = shoal_e2e::SignalServer::start();
+    let film = root.path().join("film.mkv");
+    let data: Vec<u8> = {
+        use rand::{RngCore, SeedableRng};
+        let mut bytes = vec![0u8; 32 << 20];
+        rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut bytes);
+        bytes
+    };
+    std::fs::write(&film, &data).unwrap();
+    // The first sharer serves 20 of the 128 pieces and then stalls: the download is under way
+    // and unfinished when the app is killed.
+    let stalling = TestPeer::start(
+        &server.url,
+        vec![PeerFile {
+            name: "film.mkv".into(),
+            data: data.clone().into(),
+            stall_after_pieces: Some(20),
+            ..PeerFile::default()
+        }],
+    )
+    .await;
+    let config = root.path().join("config");
+    let downloads = root.path().join("dl");
+    write_settings(
+        &config,
+        serde_json::json!({"host": false, "serverUrl": server.url, "downloadDir": downloads}),
+    );
+    let app = App::start("restart", &config).await;
+    app.wait_css("#connection[data-state='connected']").await;
+    let dropped = [&media.mp4, &media.webm, &media.flac];
+    for file in dropped {
+        os_drop(&app.display, file);
+    }
+    let shared = "#my-shares li.share[data-state='shared']";
+    app.wait_count(shared, 3).await;
+    let hashes = app.attrs(shared, "data-info-hash").await;
+    let row = format!(
+        ".network-file[data-info-hash='{}']",
+        stalling.info_hashes[0]
+    );
+    app.wait_css(&format!("{row} button.download"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    // Some pieces are in the .part file.
+    let running = ".transfer[data-state='running']";
+    app.wait_text(&format!("{running} .progress-pct"), |t| {
+        t.trim_end_matches(" %").parse::<u32>().is_ok_and(|p| p > 0)
+    })
+    .await;
+    app.screenshot("before-kill").await;
+
+    // SIGKILL: no clean quit, nothing saved on the way out.
+    let pid = group_process(app.driver.group(), "shoal-app").expect("the app runs");
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    app.quit().await;
+    drop(stalling);
+    // An honest sharer of the film comes online.
+    let (_seeder, seeded) = shoal_e2e::seed(&server.url, &[&film]);
+    assert_eq!(seeded[0], stalling_hash(&data));
+
+    let app = App::start("restart-2", &config).await;
+    app.wait_count(shared, 3).await;
+    let mut again = app.attrs(shared, "data-info-hash").await;
+    again.sort();
+    let mut before = hashes.clone();
+    before.sort();
+    assert_eq!(again, before, "the same three files are shared again");
+    // ...and announced: the server's index lists each.
+    let started = Instant::now();
+    loop {
+        let index = shoal_e2e::index(&server.url).await;
+        if before
+            .iter()
+            .all(|h| index.iter().any(|f| f.info_hash.to_string() == *h))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the shares were not announced again"
+        );
+        // The index changes when the app announces; ask again shortly.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The download resumes by itself and completes.
+    app.wait_css(".transfer[data-state='completed']").await;
+    app.screenshot("resumed").await;
+    assert_eq!(sha256_file(&downloads.join("film.mkv")), sha256_file(&film));
+    // Resumed from the .part file ("Downloading" would mean it started over).
+    app.wait_text("#log", |t| t.contains("Resuming film.mkv"))
+        .await;
+    app.quit().await;
+}
+
+/// The info hash `shoal seed` prints for `data` (what the stalling peer announced).
+fn stalling_hash(data: &[u8]) -> String {
+    PeerFile {
+        data: data.to_vec().into(),
+        ..PeerFile::default()
+    }
+    .manifest()
+    .info_hash()
+    .to_string()
 }

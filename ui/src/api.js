@@ -67,10 +67,18 @@ export const api = {
    */
   subscribe: (onEvent) => call("subscribe", { onEvent }),
   /**
-   * @param {string[]} paths  absolute
-   * @returns {Promise<null>}
+   * Shares what was dropped on the window (the Rust side knows the paths).
+   * @returns {Promise<number>}  files it started to share
    */
-  sharePaths: (paths) => call("share_paths", { paths }),
+  shareDropped: () => call("share_dropped"),
+  /** @returns {Promise<null>} */
+  clearFinished: () => call("clear_finished"),
+  /**
+   * Starts a failed or cancelled download again, as the same transfer.
+   * @param {number} transfer
+   * @returns {Promise<number>}
+   */
+  retry: (transfer) => call("retry", { transfer }),
   /** @returns {Promise<null>} */
   pickAndShare: () => call("pick_and_share"),
   /**

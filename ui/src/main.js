@@ -9,7 +9,7 @@ import { fillIconPlaceholders } from "./icons.js";
 import { appendLog, setLog, setLogVisible } from "./log.js";
 import { refresh as refreshNetwork, refreshSoon as refreshNetworkSoon } from "./network.js";
 import { applySettings } from "./settings.js";
-import { addShare, hashingFailed, removeShare, setHashing, setShares, sharePaths, updateHashing } from "./shares.js";
+import { addShare, hashingFailed, removeShare, setHashing, setShares, shareDropped, updateHashing } from "./shares.js";
 import { toast } from "./toast.js";
 import { setTransfers, upsertTransfer } from "./transfers.js";
 import { isViewerOpen } from "./viewer.js";
@@ -65,7 +65,7 @@ function onDragDrop(event) {
     overlay.hidden = true;
     if (isViewerOpen() || !paths || !paths.length) return;
     showTab("files");
-    void sharePaths(paths);
+    void shareDropped();
   }
 }
 
@@ -101,6 +101,9 @@ function dispatch(event) {
       break;
     case "log":
       appendLog(event.entry);
+      break;
+    case "notice":
+      toast(event.entry.message, event.entry.level === "error" ? "error" : "info");
       break;
     case "settings":
       applySettings(event.settings);

@@ -15,6 +15,7 @@ const turnEl = byId("settings-turn", HTMLElement);
 const turnEmptyEl = byId("settings-turn-empty", HTMLElement);
 const turnAddEl = byId("settings-turn-add", HTMLButtonElement);
 const dirEl = byId("settings-download-dir", HTMLInputElement);
+const resumeEl = byId("settings-resume", HTMLInputElement);
 const chooseEl = byId("settings-download-choose", HTMLButtonElement);
 const saveEl = byId("settings-save", HTMLButtonElement);
 const revertEl = byId("settings-revert", HTMLButtonElement);
@@ -110,6 +111,7 @@ function fill(s) {
   turnEl.replaceChildren(...s.turnServers.map(turnRow));
   dirEl.value = s.downloadDir;
   dirEl.title = s.downloadDir;
+  resumeEl.checked = s.resumeDownloads;
   syncHostFields();
   syncTurnEmpty();
 }
@@ -212,5 +214,6 @@ function readForm() {
     stunServers,
     turnServers,
     downloadDir: dirEl.value,
+    resumeDownloads: resumeEl.checked,
   };
 }

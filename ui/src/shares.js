@@ -31,13 +31,12 @@ shareButton.addEventListener("click", async () => {
 });
 
 /**
- * Shares files dropped on the window.
- * @param {string[]} paths
+ * Shares the files just dropped on the window. The page never names the paths: the Rust
+ * side took them from the window system's drop event.
  */
-export async function sharePaths(paths) {
-  if (!paths.length) return;
+export async function shareDropped() {
   try {
-    await api.sharePaths(paths);
+    await api.shareDropped();
   } catch (e) {
     toast(errorText(e), "error");
   }
@@ -185,7 +184,7 @@ function hashingItem(progress) {
  * @returns {HTMLLIElement}
  */
 function shareItem(share) {
-  const verb = viewVerb(share.category);
+  const verb = share.missing ? null : viewVerb(share.category);
   const remove = h("button", {
     type: "button",
     class: "icon-button small remove danger",
@@ -204,7 +203,11 @@ function shareItem(share) {
     }
   });
 
-  return h("li", { class: "item share", dataset: { infoHash: share.infoHash }, title: share.path }, [
+  return h("li", {
+    class: share.missing ? "item share missing" : "item share",
+    dataset: { infoHash: share.infoHash, state: share.missing ? "missing" : "shared" },
+    title: share.path,
+  }, [
     h("span", { class: `cat-icon cat-${share.category}`, title: CATEGORY_LABEL[share.category] }, [icon(share.category)]),
     h("div", { class: "item-main" }, [
       h("div", { class: "item-title-row" }, [
@@ -220,6 +223,7 @@ function shareItem(share) {
           remove,
         ]),
       ]),
+      share.missing ? h("p", { class: "share-missing", text: `${share.missing}. Not shared until it is back; Remove forgets it.` }) : null,
       h("div", { class: "item-meta" }, [
         h("span", { text: humanSize(share.size) }),
         h("span", { class: "hash-chip", title: `Info hash ${share.infoHash}` }, [

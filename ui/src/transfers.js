@@ -19,11 +19,20 @@ const transfers = new Map();
 const listeners = [];
 
 /** @type {Record<TransferState, string>} */
-const STATE_LABEL = { running: "Downloading", completed: "Completed", failed: "Failed", cancelled: "Cancelled" };
+const STATE_LABEL = { running: "Downloading", waiting: "Waiting", completed: "Completed", failed: "Failed", cancelled: "Cancelled" };
 
-clearEl.addEventListener("click", () => {
+/** @param {TransferState} state */
+const isActive = (state) => state === "running" || state === "waiting";
+
+clearEl.addEventListener("click", async () => {
+  try {
+    await api.clearFinished();
+  } catch (e) {
+    toast(errorText(e), "error");
+    return;
+  }
   for (const [id, entry] of transfers) {
-    if (entry.transfer.state !== "running") {
+    if (!isActive(entry.transfer.state)) {
       entry.el.remove();
       transfers.delete(id);
     }
@@ -50,7 +59,7 @@ function notify() {
  */
 export function isDownloading(infoHash) {
   for (const { transfer } of transfers.values()) {
-    if (transfer.infoHash === infoHash && transfer.state === "running") return true;
+    if (transfer.infoHash === infoHash && isActive(transfer.state)) return true;
   }
   return false;
 }
@@ -135,7 +144,7 @@ function announceState(t) {
 
 function refreshChrome() {
   const all = [...transfers.values()];
-  const running = all.filter((e) => e.transfer.state === "running").length;
+  const running = all.filter((e) => isActive(e.transfer.state)).length;
   emptyEl.hidden = all.length > 0;
   clearEl.hidden = all.length === running;
   setText(countEl, running ? `${running} active` : all.length ? String(all.length) : "");
@@ -150,7 +159,7 @@ function transferCard(t) {
   const verb = viewVerb(t.category);
   /** @type {HTMLElement[]} */
   const actions = [];
-  if (t.state === "running") {
+  if (isActive(t.state)) {
     actions.push(actionButton("cancel", "x", "Cancel", async () => api.cancel(t.id), "ghost"));
   }
   if (t.state === "completed" && t.path) {
@@ -163,10 +172,8 @@ function transferCard(t) {
     actions.push(actionButton("reveal", "folder", "Show in folder", async () => api.showInFolder(path)));
   }
   if (t.state === "failed" || t.state === "cancelled") {
-    actions.push(actionButton("retry", "refresh", "Try again", async () => {
-      const id = await api.download(t.infoHash);
-      startPending(id, { infoHash: t.infoHash, name: t.name, size: t.lenBytes, mime: t.mime, category: t.category, holders: 0, mine: false });
-    }));
+    // The same card carries on (same id): no duplicate.
+    actions.push(actionButton("retry", "refresh", "Try again", async () => api.retry(t.id)));
   }
 
   return h("li", {
@@ -183,7 +190,7 @@ function transferCard(t) {
         ]),
       ]),
     ]),
-    t.state === "running" || t.state === "cancelled"
+    t.state === "running" || t.state === "waiting" || t.state === "cancelled"
       ? h("div", { class: "progress-row" }, [
           h("div", {
             class: "progress",
@@ -200,6 +207,7 @@ function transferCard(t) {
     t.state === "failed"
       ? h("p", { class: "transfer-error" }, [icon("alert"), h("span", { text: t.error ?? "The download failed." })])
       : null,
+    t.state === "waiting" ? h("p", { class: "transfer-note", text: t.error ?? "Waiting for the sharer" }) : null,
     h("p", { class: "action-status", role: "status", hidden: true }),
     actions.length ? h("div", { class: "transfer-actions" }, actions) : null,
   ]);
@@ -251,11 +259,16 @@ function updateCard(el, t) {
   if (sub) {
     let text;
     if (t.state === "running") text = `${humanSize(t.bytesDone)} of ${humanSize(t.lenBytes)}`;
-    else if (t.state === "completed") text = humanSize(t.lenBytes);
+    // Where it was saved: a repeat download gets a new name ("film (1).mkv").
+    else if (t.state === "completed") text = t.path ? `${humanSize(t.lenBytes)} · saved as ${t.path}` : humanSize(t.lenBytes);
     else if (t.state === "cancelled") text = `Stopped at ${humanSize(t.bytesDone)} of ${humanSize(t.lenBytes)}`;
+    else if (t.state === "waiting") text = `${humanSize(t.bytesDone)} of ${humanSize(t.lenBytes)} · resumes by itself`;
     else text = `${humanSize(t.bytesDone)} of ${humanSize(t.lenBytes)}`;
     setText(sub, text);
   }
+
+  const note = el.querySelector(".transfer-note");
+  if (note && t.state === "waiting") setText(note, t.error ?? "Waiting for the sharer");
 
   const bar = el.querySelector(".progress");
   const fill = el.querySelector(".progress-fill");
