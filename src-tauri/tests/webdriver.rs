@@ -492,15 +492,6 @@ async fn settle(client: &Client, promise: &str) -> serde_json::Value {
     client.execute_async(&script, vec![]).await.unwrap()
 }
 
-/// Characters that must never reach the page from the network.
-fn is_dangerous(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            u32::from(c),
-            0x061C | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF
-        )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_cannot_name_files_to_share_and_network_names_render_inert() {
     let root = tempfile::tempdir().unwrap();
@@ -553,7 +544,7 @@ async fn the_page_cannot_name_files_to_share_and_network_names_render_inert() {
         })
         .await;
     a.screenshot("hostile-names").await;
-    let bad: Vec<char> = text.chars().filter(|c| is_dangerous(*c)).collect();
+    let bad = shoal_e2e::dangerous_chars(&text, false);
     assert!(bad.is_empty(), "the page shows {bad:?}: {text:?}");
     assert!(text.contains("evil bidi<U+202E>4pm.exe.mp4"), "{text:?}");
     assert!(text.contains("evil clear\\x1b[2J.mp4"), "{text:?}");

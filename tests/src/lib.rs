@@ -21,6 +21,21 @@ use sha2::{Digest, Sha256};
 /// Bound on any single wait; waits end as soon as what they wait for happens.
 pub const WAIT: Duration = Duration::from_secs(120);
 
+/// The characters of `text` that must never reach a terminal or a page from the network:
+/// controls (a newline too unless `newlines_allowed`), bidi formatting, zero-width and other
+/// invisible format characters.
+pub fn dangerous_chars(text: &str, newlines_allowed: bool) -> Vec<char> {
+    text.chars()
+        .filter(|&c| {
+            (c.is_control() && !(newlines_allowed && c == '\n'))
+                || matches!(
+                    u32::from(c),
+                    0x061C | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF
+                )
+        })
+        .collect()
+}
+
 /// `target/<profile>/<name>`, checked to exist.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use shoal_e2e::peer::{PeerFile, TestPeer};
-use shoal_e2e::{SignalServer, shoal, shoal_env};
+use shoal_e2e::{SignalServer, dangerous_chars, shoal, shoal_env};
 
 /// A believable info hash a forged row would show.
 const FAKE_HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -25,17 +25,8 @@ fn hostile_names() -> Vec<String> {
     ]
 }
 
-/// Characters that must never reach a terminal from the network.
-fn is_dangerous(c: char) -> bool {
-    (c.is_control() && c != '\n')
-        || matches!(
-            u32::from(c),
-            0x061C | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF
-        )
-}
-
 fn assert_inert(what: &str, text: &str) {
-    let bad: Vec<char> = text.chars().filter(|c| is_dangerous(*c)).collect();
+    let bad = dangerous_chars(text, true);
     assert!(
         bad.is_empty(),
         "{what} printed {bad:?} from the network:\n{text:?}"

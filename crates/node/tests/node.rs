@@ -41,12 +41,17 @@ async fn http_get(url: &str, range: Option<&str>) -> (String, Vec<u8>) {
 }
 
 async fn node(url: &str, dir: &std::path::Path) -> (NodeHandle, mpsc::Receiver<NodeEvent>) {
-    let config = NodeConfig {
+    connected_node(NodeConfig {
         server_url: url.to_owned(),
         rtc: RtcConfig::loopback(),
         download_dir: dir.to_owned(),
         ..NodeConfig::default()
-    };
+    })
+    .await
+}
+
+/// A node started with `config`, once it is connected.
+async fn connected_node(config: NodeConfig) -> (NodeHandle, mpsc::Receiver<NodeEvent>) {
     let (handle, mut events) = Node::spawn(config);
     next(&mut events, |e| {
         matches!(e, NodeEvent::Connection(ConnectionState::Connected { .. }))
@@ -72,12 +77,17 @@ async fn next(
     .expect("event in time")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn share_list_download_unshare() {
+/// A signaling server in this process on a free loopback port.
+async fn signal_server() -> shoal_signal::ServerHandle {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let server = shoal_signal::serve(listener, shoal_signal::Config::default()).expect("serve");
+    shoal_signal::serve(listener, shoal_signal::Config::default()).expect("serve")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_list_download_unshare() {
+    let server = signal_server().await;
     let url = server.url();
     let dir = tempfile::tempdir().expect("tempdir");
     let source = dir.path().join("holiday clip.mp4");
@@ -225,29 +235,20 @@ async fn share_counting_progress(
 /// (one progress event instead of one per 16 MiB), and hashes again when it changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remembered_file_is_shared_again_without_hashing() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = shoal_signal::serve(listener, shoal_signal::Config::default()).expect("serve");
+    let server = signal_server().await;
     let url = server.url();
     let dir = tempfile::tempdir().expect("tempdir");
     let source = dir.path().join("film.mkv");
     let data: Vec<u8> = (0..40u32 << 20).map(|i| (i ^ (i >> 11)) as u8).collect();
     std::fs::write(&source, &data).expect("write");
-    let start = || async {
-        let config = NodeConfig {
+    let start = || {
+        connected_node(NodeConfig {
             server_url: url.clone(),
             rtc: RtcConfig::loopback(),
             download_dir: dir.path().to_owned(),
             hash_cache: Some(dir.path().join("hash-cache")),
             ..NodeConfig::default()
-        };
-        let (handle, mut events) = Node::spawn(config);
-        next(&mut events, |e| {
-            matches!(e, NodeEvent::Connection(ConnectionState::Connected { .. }))
         })
-        .await;
-        (handle, events)
     };
 
     let (node, mut events) = start().await;
