@@ -47,6 +47,18 @@ interface Share {
   category: Category;
   /** Why it is not shared now (its file is gone); null when it is. Remembered until removed. */
   missing: string | null;
+  upload: Upload;
+}
+
+/** What one share serves. */
+interface Upload {
+  infoHash: string;
+  /** Nodes connected to it now. */
+  peers: number;
+  /** Bytes sent since it was shared. */
+  sentBytes: number;
+  /** Over the last second. */
+  rateBytesPerSec: number;
 }
 
 interface Hashing {
@@ -106,10 +118,20 @@ interface LogEntry {
   message: string;
 }
 
+/** Hosting is switched on but its server could not start. */
+interface HostingProblem {
+  /** What happened and what the app does instead. */
+  message: string;
+  port: number;
+  /** A port that was free a moment ago, if any. */
+  freePort: number | null;
+}
+
 interface AppState {
   settings: Settings;
   connection: Connection;
   hosting: Hosting | null;
+  hostingProblem: HostingProblem | null;
   shares: Share[];
   /** Files being hashed to be shared. */
   hashing: Hashing[];
@@ -121,12 +143,14 @@ interface AppState {
 
 type UiEvent =
   | { kind: "connection"; connection: Connection }
-  | { kind: "hosting"; hosting: Hosting | null }
+  | { kind: "hosting"; hosting: Hosting | null; problem: HostingProblem | null }
   | { kind: "hashing"; hashing: Hashing }
   | { kind: "shared"; share: Share }
   /** `path` is set (and `infoHash` empty) when sharing a file failed before it was hashed. */
   | { kind: "unshared"; infoHash: string; reason: string | null; path: string | null }
   | { kind: "indexChanged" }
+  /** Frequent, on the Channel. */
+  | { kind: "upload"; upload: Upload }
   | { kind: "transfer"; transfer: Transfer }
   | { kind: "log"; entry: LogEntry }
   /** Also logged; shown as a toast. */

@@ -159,26 +159,65 @@ pub fn clear_finished(core: Core<'_>) {
     core.clear_finished();
 }
 
+/// The file's name and folder, for sentences.
+fn name_and_folder(path: &std::path::Path) -> (String, String) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let folder = path
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    (name, folder)
+}
+
 /// Opens a shared or downloaded file in its default application.
 #[tauri::command]
 pub fn open_file(app: AppHandle, core: Core<'_>, path: PathBuf) -> Result<(), UiError> {
+    let path = known_path(&core, path)?;
     app.opener()
-        .open_path(known_path(&core, path)?.to_string_lossy(), None::<&str>)
-        .map_err(|e| UiError::new("file", format!("Cannot open the file: {e}")))
+        .open_path(path.to_string_lossy(), None::<&str>)
+        .map_err(|e| {
+            // The opener's own text (an exit status, a D-Bus error) goes to the log only.
+            tracing::info!(error = %e, path = %path.display(), "no default application");
+            let (name, folder) = name_and_folder(&path);
+            UiError::new(
+                "file",
+                format!("No application on this computer opens “{name}”. The file is in {folder}."),
+            )
+        })
 }
 
-/// Shows a shared or downloaded file in the file manager.
+/// Shows a shared or downloaded file in the file manager; without a file manager that
+/// answers on D-Bus, opens its folder; says where the file is when neither works.
 #[tauri::command]
 pub fn show_in_folder(app: AppHandle, core: Core<'_>, path: PathBuf) -> Result<(), UiError> {
-    app.opener()
-        .reveal_item_in_dir(known_path(&core, path)?)
-        .map_err(|e| UiError::new("file", format!("Cannot show the folder: {e}")))
+    let path = known_path(&core, path)?;
+    let Err(e) = app.opener().reveal_item_in_dir(&path) else {
+        return Ok(());
+    };
+    tracing::info!(error = %e, "no file manager on D-Bus; opening the folder");
+    let (_, folder) = name_and_folder(&path);
+    app.opener().open_path(&folder, None::<&str>).map_err(|e| {
+        tracing::info!(error = %e, %folder, "the folder cannot be opened either");
+        UiError::new(
+            "file",
+            format!("No file manager could be started. The file is in {folder}."),
+        )
+    })
 }
 
 /// A loopback URL with HTTP Range support for the in-app player.
 #[tauri::command]
 pub async fn media_url(core: Core<'_>, path: PathBuf) -> Result<String, UiError> {
     Ok(core.node().media_url(path).await?)
+}
+
+/// Hosts the signaling server on `port` (the header's offer after a taken port).
+#[tauri::command]
+pub async fn host_on_port(core: Core<'_>, port: u16) -> Result<AppState, UiError> {
+    core.inner().host_on_port(port).await
 }
 
 /// Saves and applies settings.

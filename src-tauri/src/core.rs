@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use shoal_node::{
-    ConnectionState, IceServer, InfoHash, Node, NodeConfig, NodeError, NodeEvent, NodeHandle,
-    RtcConfig, TransferId,
+    ConnectionState, FailureCause, IceServer, InfoHash, Node, NodeConfig, NodeError, NodeEvent,
+    NodeHandle, RtcConfig, TransferId,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter};
@@ -17,8 +17,8 @@ use tauri_plugin_notification::NotificationExt;
 use tokio::sync::mpsc;
 
 use crate::dto::{
-    AppState, Connection, Hashing, HostingInfo, LogEntry, PeerInfo, Share, Transfer, TransferState,
-    UiError, UiEvent,
+    AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, PeerInfo, Share,
+    Transfer, TransferState, UiError, UiEvent, Upload,
 };
 use crate::hosting::Hosting;
 use crate::library::{Library, RememberedShare, RememberedTransfer};
@@ -34,6 +34,7 @@ const NOTICE_EVENT: &str = "shoal://notice";
 struct View {
     connection: Connection,
     hosting: Option<HostingInfo>,
+    hosting_problem: Option<HostingProblem>,
     shares: BTreeMap<InfoHash, Share>,
     hashing: BTreeMap<PathBuf, Hashing>,
     /// By the app's transfer id, which outlives node restarts and app runs.
@@ -124,7 +125,7 @@ impl AppCore {
         let library = Library::new(&dirs.data);
         let remembered = library.shares();
         let remembered_transfers = library.transfers();
-        let (hosting, hosting_error) = start_hosting(&settings).await;
+        let (hosting, hosting_problem) = start_hosting(&settings).await;
         let url = server_url(&settings, hosting.as_ref());
         let (node, events) = Node::spawn(node_config(&settings, url.clone(), &dirs));
         let next_transfer = remembered_transfers.iter().map(|t| t.id).max().unwrap_or(0) + 1;
@@ -156,6 +157,7 @@ impl AppCore {
             view: Mutex::new(View {
                 connection: Connection::Connecting { url },
                 hosting: hosting.as_ref().map(hosting_info),
+                hosting_problem: hosting_problem.clone(),
                 shares,
                 hashing: BTreeMap::new(),
                 transfers,
@@ -178,8 +180,8 @@ impl AppCore {
             dropped: Mutex::new(Vec::new()),
         });
         core.log("info", "Shoal started");
-        if let Some(e) = hosting_error {
-            core.log("error", e);
+        if let Some(problem) = hosting_problem {
+            core.log("error", problem.message);
         }
         tauri::async_runtime::spawn(pump(core.clone(), events, 0));
         core.share_paths(present);
@@ -368,6 +370,19 @@ impl AppCore {
         }
     }
 
+    /// Hosts on `port` (turning the host switch on): the header's "Host on port N".
+    ///
+    /// # Errors
+    /// As [`AppCore::apply_settings`]: the port is taken too, or settings cannot be saved.
+    pub async fn host_on_port(self: &Arc<Self>, port: u16) -> Result<AppState, UiError> {
+        let settings = Settings {
+            host: true,
+            host_port: port,
+            ..self.settings()
+        };
+        self.apply_settings(settings).await
+    }
+
     /// Forgets finished, failed and cancelled downloads (their files stay).
     pub fn clear_finished(&self) {
         let mut view = lock(&self.view);
@@ -406,6 +421,7 @@ impl AppCore {
             settings: self.settings(),
             connection: view.connection.clone(),
             hosting: view.hosting.clone(),
+            hosting_problem: view.hosting_problem.clone(),
             shares: view.shares.values().cloned().collect(),
             hashing: view.hashing.values().cloned().collect(),
             transfers: view.transfers.values().rev().cloned().collect(),
@@ -422,7 +438,10 @@ impl AppCore {
     /// notices as the Tauri event `shoal://notice` (Tauri's advice: channels for streams,
     /// events for the rest).
     fn emit(&self, view: &mut View, event: UiEvent) {
-        if matches!(event, UiEvent::Hashing { .. } | UiEvent::Transfer { .. }) {
+        if matches!(
+            event,
+            UiEvent::Hashing { .. } | UiEvent::Transfer { .. } | UiEvent::Upload { .. }
+        ) {
             view.channels.retain(|c| c.send(event.clone()).is_ok());
         } else if let Err(e) = self.app.emit(NOTICE_EVENT, event) {
             tracing::debug!(error = %e, "cannot emit a notice");
@@ -688,8 +707,27 @@ impl AppCore {
     /// Invalid settings, or they cannot be saved.
     pub async fn apply_settings(self: &Arc<Self>, settings: Settings) -> Result<AppState, UiError> {
         settings.validate()?;
-        settings.save(&self.dirs.config)?;
         let mut inner = self.inner.lock().await;
+        // Hosting on a port another program holds would save settings that host nothing:
+        // refuse before saving, and name a free port.
+        let hosting_now = inner.hosting.as_ref().map(|h| h.listening().port());
+        if settings.host
+            && settings.host_port != 0
+            && hosting_now != Some(settings.host_port)
+            && let Err(e) = std::net::TcpListener::bind(("0.0.0.0", settings.host_port))
+        {
+            let port = settings.host_port;
+            let message = match free_port_after(port) {
+                Some(free) => format!(
+                    "Port {port} cannot be used ({e}): another program, or another Shoal, holds it. Port {free} is free."
+                ),
+                None => format!(
+                    "Port {port} cannot be used ({e}). Enter another port, or 0 for any free port."
+                ),
+            };
+            return Err(UiError::new("settings", message));
+        }
+        settings.save(&self.dirs.config)?;
         let old = inner.settings.clone();
         *lock(&self.settings) = settings.clone();
         inner.settings = settings.clone();
@@ -721,15 +759,22 @@ impl AppCore {
             if let Some(h) = inner.hosting.take() {
                 h.stop().await;
             }
-            let (hosting, error) = start_hosting(&settings).await;
+            let (hosting, problem) = start_hosting(&settings).await;
             inner.hosting = hosting;
-            if let Some(e) = error {
-                self.log("error", e);
+            if let Some(problem) = &problem {
+                self.log("error", problem.message.clone());
             }
             let info = inner.hosting.as_ref().map(hosting_info);
             let mut view = lock(&self.view);
             view.hosting = info.clone();
-            self.emit(&mut view, UiEvent::Hosting { hosting: info });
+            view.hosting_problem = problem.clone();
+            self.emit(
+                &mut view,
+                UiEvent::Hosting {
+                    hosting: info,
+                    problem,
+                },
+            );
         }
         let url = server_url(&settings, inner.hosting.as_ref());
         let (node, events) = Node::spawn(node_config(&settings, url, &self.dirs));
@@ -841,6 +886,18 @@ impl AppCore {
                 );
             }
             NodeEvent::IndexChanged => self.emit(&mut view, UiEvent::IndexChanged),
+            NodeEvent::UploadProgress(p) => {
+                if let Some(share) = view.shares.get_mut(&p.info_hash) {
+                    share.upload = Upload {
+                        info_hash: p.info_hash.to_string(),
+                        peers: p.peers,
+                        sent_bytes: p.sent_bytes,
+                        rate_bytes_per_sec: p.rate_bytes_per_sec,
+                    };
+                    let upload = share.upload.clone();
+                    self.emit(&mut view, UiEvent::Upload { upload });
+                }
+            }
             NodeEvent::DownloadStarted {
                 transfer,
                 info_hash,
@@ -969,30 +1026,49 @@ impl AppCore {
                 }
             }
             NodeEvent::Failed {
-                transfer, reason, ..
+                transfer,
+                reason,
+                cause,
+                ..
             } => {
+                let resume = self.settings().resume_downloads;
                 let id = view.node_ids.get(&transfer).copied();
                 let Some(t) = id.and_then(|id| view.transfers.get_mut(&id)) else {
                     return;
                 };
-                let cancelled = reason == "cancelled";
-                t.state = if cancelled {
-                    TransferState::Cancelled
-                } else {
-                    TransferState::Failed
+                // Words chosen from the cause; the node's sentence goes to the log.
+                let (state, words) = match cause {
+                    FailureCause::Cancelled => (TransferState::Cancelled, None),
+                    // The sharer left (or every sharer failed): wait for one to come back
+                    // and resume by itself, unless the user turned that off.
+                    FailureCause::NoSource if resume => {
+                        (TransferState::Waiting, Some(SHARER_GONE_WAITING))
+                    }
+                    FailureCause::NoSource => (TransferState::Failed, Some(SHARER_GONE)),
+                    FailureCause::Storage => (
+                        TransferState::Failed,
+                        Some(
+                            "The file could not be written (is the disk full?). Free some space, then Try again.",
+                        ),
+                    ),
                 };
+                t.state = state;
                 t.rate_bytes_per_sec = 0.0;
                 t.eta_secs = None;
-                t.error = (!cancelled).then(|| reason.clone());
+                t.peers.clear();
+                t.error = words.map(str::to_owned);
                 let transfer = t.clone();
                 let name = transfer.name.clone();
                 self.emit(&mut view, UiEvent::Transfer { transfer });
                 self.save_transfers(&view);
                 drop(view);
-                if cancelled {
-                    self.log("info", format!("Cancelled {name}"));
-                } else {
-                    self.log("error", format!("Download of {name} failed: {reason}"));
+                match cause {
+                    FailureCause::Cancelled => self.log("info", format!("Cancelled {name}")),
+                    FailureCause::NoSource if resume => self.log(
+                        "warn",
+                        format!("{name}: no sharer left ({reason}); waiting for one to come back"),
+                    ),
+                    _ => self.log("error", format!("Download of {name} failed: {reason}")),
                 }
             }
         }
@@ -1013,20 +1089,35 @@ fn server_url(settings: &Settings, hosting: Option<&Hosting>) -> String {
     }
 }
 
-async fn start_hosting(settings: &Settings) -> (Option<Hosting>, Option<String>) {
+/// Starts the embedded server when the host switch is on; says why not when it cannot.
+async fn start_hosting(settings: &Settings) -> (Option<Hosting>, Option<HostingProblem>) {
     if !settings.host {
         return (None, None);
     }
-    match Hosting::start(settings.host_port).await {
+    let port = settings.host_port;
+    match Hosting::start(port).await {
         Ok(h) => (Some(h), None),
-        Err(e) => (
-            None,
-            Some(format!(
-                "Cannot host the signaling server on port {}: {e}. Choose another port in Settings.",
-                settings.host_port
-            )),
-        ),
+        Err(e) => {
+            let message = format!(
+                "Port {port} cannot be used ({e}); another program, or another Shoal, holds it. Connecting to {} instead.",
+                settings.server_url
+            );
+            (
+                None,
+                Some(HostingProblem {
+                    message,
+                    port,
+                    free_port: free_port_after(port),
+                }),
+            )
+        }
     }
+}
+
+/// The first of the 100 ports after `port` that can be bound on every interface now.
+fn free_port_after(port: u16) -> Option<u16> {
+    (port.saturating_add(1)..=port.saturating_add(100))
+        .find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok())
 }
 
 /// Feeds one node's events to the app until that node is replaced.
@@ -1069,15 +1160,21 @@ fn files_in(dir: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
+/// A download whose sharers all left, when it resumes by itself.
+const SHARER_GONE_WAITING: &str =
+    "The sharer stopped sharing or went offline; Shoal will resume when it is back";
+/// The same when resuming by itself is off.
+const SHARER_GONE: &str = "The sharer stopped sharing or went offline. Try again when it is back";
+
 /// The first words of a waiting download's card, before the server answers.
 const WAITING_FOR_SERVER: &str = "Waiting for the signaling server";
 
 /// Why a download waits instead of failing, when `e` is worth waiting out.
 fn waiting_reason(e: &NodeError) -> Option<&'static str> {
     match e {
-        NodeError::UnknownInfoHash { .. } | NodeError::NoHolders { .. } => {
-            Some("Waiting for the sharer: nobody online shares this file now")
-        }
+        NodeError::UnknownInfoHash { .. }
+        | NodeError::NoHolders { .. }
+        | NodeError::SourcesFailed { .. } => Some(SHARER_GONE_WAITING),
         NodeError::NotConnected { .. } | NodeError::Timeout { .. } | NodeError::Stopped => {
             Some(WAITING_FOR_SERVER)
         }
@@ -1095,5 +1192,9 @@ fn missing_share(r: &RememberedShare) -> Share {
         mime: r.mime.clone(),
         category: r.category,
         missing: Some(format!("The file is gone from {}", r.path.display())),
+        upload: Upload {
+            info_hash: r.info_hash.clone(),
+            ..Upload::default()
+        },
     }
 }

@@ -80,6 +80,22 @@ pub struct Share {
     pub category: Category,
     /// Why it is not shared now (its file is gone or unreadable); `null` when it is.
     pub missing: Option<String>,
+    /// What it serves.
+    pub upload: Upload,
+}
+
+/// `Upload`: what one share serves (sent with `upload` events while it changes).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upload {
+    /// Content id, hex.
+    pub info_hash: String,
+    /// Nodes connected to it now.
+    pub peers: usize,
+    /// Bytes sent since it was shared.
+    pub sent_bytes: u64,
+    /// Over the last second.
+    pub rate_bytes_per_sec: f64,
 }
 
 impl From<&SharedFile> for Share {
@@ -92,6 +108,10 @@ impl From<&SharedFile> for Share {
             mime: s.mime.clone(),
             category: s.category,
             missing: None,
+            upload: Upload {
+                info_hash: s.info_hash.to_string(),
+                ..Upload::default()
+            },
         }
     }
 }
@@ -270,6 +290,18 @@ pub struct HostingInfo {
     pub share_urls: Vec<String>,
 }
 
+/// `HostingProblem`: hosting is switched on but the server could not start.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostingProblem {
+    /// What happened and what the app does instead, in words.
+    pub message: String,
+    /// The port that could not be used.
+    pub port: u16,
+    /// A port that was free a moment ago (the next ones after `port`), if any.
+    pub free_port: Option<u16>,
+}
+
 /// `AppState`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -280,6 +312,8 @@ pub struct AppState {
     pub connection: Connection,
     /// Hosting, if on.
     pub hosting: Option<HostingInfo>,
+    /// Why hosting is on but not running.
+    pub hosting_problem: Option<HostingProblem>,
     /// Shares.
     pub shares: Vec<Share>,
     /// Files being hashed.
@@ -303,6 +337,8 @@ pub enum UiEvent {
     Hosting {
         /// New state.
         hosting: Option<HostingInfo>,
+        /// Why the app does not host although the host switch is on.
+        problem: Option<HostingProblem>,
     },
     /// Hashing progress.
     Hashing {
@@ -326,6 +362,11 @@ pub enum UiEvent {
     },
     /// The network's index changed.
     IndexChanged,
+    /// What a share serves changed (frequent: on the Channel).
+    Upload {
+        /// It.
+        upload: Upload,
+    },
     /// A transfer changed.
     Transfer {
         /// It.

@@ -85,6 +85,7 @@ pub fn run() {
             commands::show_in_folder,
             commands::media_url,
             commands::save_settings,
+            commands::host_on_port,
         ])
         .run(tauri::generate_context!())
         .expect("the window system and webview start");

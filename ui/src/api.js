@@ -74,6 +74,12 @@ export const api = {
   /** @returns {Promise<null>} */
   clearFinished: () => call("clear_finished"),
   /**
+   * Turns hosting on at `port` (0: any free port).
+   * @param {number} port
+   * @returns {Promise<AppState>}
+   */
+  hostOnPort: (port) => call("host_on_port", { port }),
+  /**
    * Starts a failed or cancelled download again, as the same transfer.
    * @param {number} transfer
    * @returns {Promise<number>}

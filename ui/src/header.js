@@ -2,6 +2,7 @@
 // Header: connection state (with a local countdown while disconnected) and, while this app hosts
 // the signaling server, the addresses others should enter.
 
+import { api, errorText } from "./api.js";
 import { byId, copyButton, h, setText } from "./dom.js";
 
 const connectionEl = byId("connection", HTMLElement);
@@ -17,6 +18,23 @@ const copySlot = byId("hosting-copy-slot", HTMLElement);
 const moreEl = byId("hosting-more", HTMLDetailsElement);
 const moreLabel = byId("hosting-more-label", HTMLElement);
 const listEl = byId("hosting-list", HTMLUListElement);
+const problemEl = byId("hosting-problem", HTMLElement);
+const problemTextEl = byId("hosting-problem-text", HTMLElement);
+const problemFixEl = byId("hosting-problem-fix", HTMLButtonElement);
+/** @type {HostingProblem | null} */
+let problem = null;
+
+problemFixEl.addEventListener("click", async () => {
+  if (!problem) return;
+  problemFixEl.disabled = true;
+  try {
+    await api.hostOnPort(problem.freePort ?? 0);
+  } catch (e) {
+    setText(problemTextEl, errorText(e));
+  } finally {
+    problemFixEl.disabled = false;
+  }
+});
 
 /** @type {Connection} */
 let connection = { state: "connecting", url: "" };
@@ -105,8 +123,18 @@ function tickCountdown() {
   }
 }
 
-/** @param {Hosting | null} hosting */
-export function renderHosting(hosting) {
+/**
+ * @param {Hosting | null} hosting
+ * @param {HostingProblem | null} trouble  why hosting is on but not running
+ */
+export function renderHosting(hosting, trouble) {
+  problem = trouble;
+  problemEl.hidden = !trouble;
+  if (trouble) {
+    setText(problemTextEl, trouble.message);
+    problemTextEl.title = trouble.message;
+    setText(problemFixEl, trouble.freePort ? `Host on port ${trouble.freePort}` : "Host on any free port");
+  }
   if (!hosting) {
     hostingEl.hidden = true;
     setText(addressEl, "");

@@ -7,9 +7,9 @@ import { byId } from "./dom.js";
 import { onConnectionChange, renderConnection, renderHosting } from "./header.js";
 import { fillIconPlaceholders } from "./icons.js";
 import { appendLog, setLog, setLogVisible } from "./log.js";
-import { refresh as refreshNetwork, refreshSoon as refreshNetworkSoon } from "./network.js";
-import { applySettings } from "./settings.js";
-import { addShare, hashingFailed, removeShare, setHashing, setShares, shareDropped, updateHashing } from "./shares.js";
+import { refresh as refreshNetwork, refreshSoon as refreshNetworkSoon, setStale as setNetworkStale } from "./network.js";
+import { applySettings, showHostingProblem } from "./settings.js";
+import { addShare, hashingFailed, removeShare, setHashing, setShares, shareDropped, updateHashing, updateUpload } from "./shares.js";
 import { toast } from "./toast.js";
 import { setTransfers, upsertTransfer } from "./transfers.js";
 import { isViewerOpen } from "./viewer.js";
@@ -78,7 +78,8 @@ function dispatch(event) {
       renderConnection(event.connection);
       break;
     case "hosting":
-      renderHosting(event.hosting);
+      renderHosting(event.hosting, event.problem);
+      showHostingProblem(event.problem);
       break;
     case "hashing":
       updateHashing(event.hashing);
@@ -92,6 +93,9 @@ function dispatch(event) {
       } else {
         removeShare(event.infoHash, event.reason);
       }
+      break;
+    case "upload":
+      updateUpload(event.upload);
       break;
     case "indexChanged":
       refreshNetworkSoon();
@@ -118,7 +122,8 @@ function dispatch(event) {
 function renderState(state) {
   applySettings(state.settings);
   renderConnection(state.connection);
-  renderHosting(state.hosting);
+  renderHosting(state.hosting, state.hostingProblem);
+  showHostingProblem(state.hostingProblem);
   setShares(state.shares);
   setHashing(state.hashing ?? []);
   setTransfers(state.transfers);
@@ -131,6 +136,7 @@ function renderState(state) {
 
 // Whenever the node (re)connects, the network list may have changed wholesale.
 onConnectionChange((c) => {
+  setNetworkStale(c.state !== "connected");
   if (c.state === "connected") void refreshNetwork();
 });
 

@@ -28,6 +28,24 @@ let loaded = false;
 let requestSeq = 0;
 /** Info hashes whose Download was pressed and has not answered yet. @type {Set<string>} */
 const starting = new Set();
+/** The connection was lost: the list shown may be out of date and cannot be acted on. */
+let stale = false;
+
+/**
+ * Greys the list out while Shoal is not connected (it refreshes on reconnection).
+ * @param {boolean} lost
+ */
+export function setStale(lost) {
+  if (stale === lost) return;
+  stale = lost;
+  listEl.classList.toggle("stale", lost);
+  if (lost && files.length) {
+    setText(errorTextEl, "The connection was lost: this list may be out of date. It refreshes by itself when Shoal is back.");
+    errorEl.hidden = false;
+    errorEl.dataset.code = "not_connected";
+  }
+  updateButtons();
+}
 
 searchEl.addEventListener("input", debounce(() => void refresh(), 250));
 searchEl.addEventListener("keydown", (ev) => {
@@ -125,12 +143,15 @@ function updateButtons() {
     /** @type {[string, boolean, string]} label, disabled, state */
     const [label, disabled, state] = mine
       ? ["Yours", true, "mine"]
-      : busy ? ["Downloading…", true, "downloading"] : ["Download", false, "idle"];
+      : busy ? ["Downloading…", true, "downloading"]
+      : stale ? ["Download", true, "stale"] : ["Download", false, "idle"];
     if (button.dataset.state !== state) {
       button.dataset.state = state;
       button.disabled = disabled;
       button.replaceChildren(icon(mine ? "check" : "download"), h("span", { text: label }));
-      button.title = mine ? "You share this file" : busy ? "A download of this file is running" : "Download this file";
+      button.title = mine ? "You share this file"
+        : busy ? "A download of this file is running"
+        : stale ? "Not connected: wait for Shoal to reconnect" : "Download this file";
     }
   }
 }

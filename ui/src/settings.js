@@ -16,6 +16,16 @@ const turnEmptyEl = byId("settings-turn-empty", HTMLElement);
 const turnAddEl = byId("settings-turn-add", HTMLButtonElement);
 const dirEl = byId("settings-download-dir", HTMLInputElement);
 const resumeEl = byId("settings-resume", HTMLInputElement);
+const hostProblemEl = byId("settings-host-problem", HTMLElement);
+
+/**
+ * Says under the host switch why the app does not host.
+ * @param {HostingProblem | null} problem
+ */
+export function showHostingProblem(problem) {
+  hostProblemEl.hidden = !problem;
+  hostProblemEl.textContent = problem ? problem.message : "";
+}
 const chooseEl = byId("settings-download-choose", HTMLButtonElement);
 const saveEl = byId("settings-save", HTMLButtonElement);
 const revertEl = byId("settings-revert", HTMLButtonElement);

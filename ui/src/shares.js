@@ -3,7 +3,7 @@
 
 import { api, errorText } from "./api.js";
 import { byId, copyButton, h, setText } from "./dom.js";
-import { CATEGORY_LABEL, humanSize, percent, shortHash, viewVerb } from "./format.js";
+import { CATEGORY_LABEL, humanRate, humanSize, percent, shortHash, viewVerb } from "./format.js";
 import { icon } from "./icons.js";
 import { toast } from "./toast.js";
 import { openViewer } from "./viewer.js";
@@ -69,8 +69,25 @@ export function addShare(share, announce = true) {
     listEl.append(el);
   }
   shares.set(share.infoHash, { share, el });
+  updateUpload(share.upload);
   if (announce && !existing) toast(`Sharing “${share.name}”`, "success");
   refreshChrome();
+}
+
+/**
+ * What a share serves: shown under its name while anyone has fetched from it.
+ * @param {Upload} upload
+ */
+export function updateUpload(upload) {
+  const entry = shares.get(upload.infoHash);
+  if (!entry) return;
+  entry.share.upload = upload;
+  const el = entry.el.querySelector(".share-upload");
+  if (!(el instanceof HTMLElement)) return;
+  el.hidden = upload.sentBytes === 0 && upload.peers === 0;
+  const peers = `${upload.peers} ${upload.peers === 1 ? "peer" : "peers"}`;
+  const rate = upload.rateBytesPerSec > 0 ? `↑ ${humanRate(upload.rateBytesPerSec)} to ${peers}` : `${peers} connected`;
+  setText(el, `${rate} · ${humanSize(upload.sentBytes)} sent`);
 }
 
 /**
@@ -224,6 +241,7 @@ function shareItem(share) {
         ]),
       ]),
       share.missing ? h("p", { class: "share-missing", text: `${share.missing}. Not shared until it is back; Remove forgets it.` }) : null,
+      h("p", { class: "share-upload", hidden: true }),
       h("div", { class: "item-meta" }, [
         h("span", { text: humanSize(share.size) }),
         h("span", { class: "hash-chip", title: `Info hash ${share.infoHash}` }, [

@@ -67,6 +67,7 @@ export async function openViewer(file) {
     video.addEventListener("error", () => showProblem(mediaErrorText(video.error, "video"), file.path));
     video.src = url;
     bodyEl.replaceChildren(video);
+    watchProgress(video, file.path, "video");
   } else if (file.category === "audio") {
     const audio = h("audio", { id: "viewer-audio", controls: true, autoplay: true, preload: "auto" });
     audio.addEventListener("error", () => showProblem(mediaErrorText(audio.error, "song"), file.path));
@@ -76,6 +77,7 @@ export async function openViewer(file) {
       h("p", { class: "audio-name", text: file.name }),
       audio,
     ]));
+    watchProgress(audio, file.path, "song");
   } else {
     const img = h("img", { id: "viewer-image", alt: file.name, decoding: "async" });
     img.addEventListener("error", () => showProblem("This picture could not be shown here. Open it in another app instead.", file.path));
@@ -96,6 +98,7 @@ export function closeViewer() {
     }
   }
   bodyEl.replaceChildren();
+  for (const notice of viewerEl.querySelectorAll(".viewer-notice")) notice.remove();
   viewerEl.hidden = true;
   setBackgroundInert(false);
   if (returnFocus && document.contains(returnFocus)) returnFocus.focus();
@@ -115,6 +118,71 @@ function mediaErrorText(error, what) {
     return `The ${what} stopped loading. Close the viewer and try again.`;
   }
   return `This ${what} could not be played here. Open it in another app instead.`;
+}
+
+/** How long playback may stand still while it should be playing, in ms. */
+const STALL_MS = 4000;
+
+/**
+ * Some files load without an error and then stand still (WebKitGTK froze on the first frames
+ * of an MPEG-1 program stream): when the time stops moving while the element plays, say so
+ * under the player and offer the default app. The notice goes when playback moves again.
+ * @param {HTMLMediaElement} media
+ * @param {string} path
+ * @param {string} what
+ */
+function watchProgress(media, path, what) {
+  let last = -1;
+  let since = performance.now();
+  /** @type {HTMLElement | null} */
+  let notice = null;
+  const timer = window.setInterval(() => {
+    if (!media.isConnected) {
+      window.clearInterval(timer);
+      notice?.remove();
+      return;
+    }
+    const now = performance.now();
+    if (media.paused || media.ended || media.seeking || media.currentTime !== last) {
+      last = media.currentTime;
+      since = now;
+      notice?.remove();
+      notice = null;
+      return;
+    }
+    if (!notice && now - since > STALL_MS) {
+      notice = h("div", { class: "viewer-notice", role: "alert" }, [
+        icon("alert"),
+        h("span", { text: `This ${what} is not playing: the built-in player may not decode its format. Open it in another app instead.` }),
+        openButton(path),
+      ]);
+      // Under the player, not over it: the video layer paints over anything on top.
+      bodyEl.after(notice);
+    }
+  }, 500);
+}
+
+/**
+ * "Open in default app", with its failure said beside it.
+ * @param {string} path
+ * @returns {HTMLElement}
+ */
+function openButton(path) {
+  const status = h("span", { class: "viewer-status" });
+  return h("span", { class: "viewer-open" }, [
+    h("button", {
+      type: "button",
+      class: "button small",
+      onclick: async () => {
+        try {
+          await api.openFile(path);
+        } catch (e) {
+          status.textContent = errorText(e);
+        }
+      },
+    }, [icon("external"), "Open in default app"]),
+    status,
+  ]);
 }
 
 /**

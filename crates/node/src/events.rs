@@ -78,6 +78,19 @@ pub struct DownloadProgress {
     pub peers: usize,
 }
 
+/// What one shared file serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadProgress {
+    /// The content.
+    pub info_hash: InfoHash,
+    /// Nodes with at least one open link to it.
+    pub peers: usize,
+    /// Bytes handed to peers' data channels since it was shared.
+    pub sent_bytes: u64,
+    /// Send rate over the last second, bytes per second.
+    pub rate_bytes_per_sec: f64,
+}
+
 /// How a finished download went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransferSummary {
@@ -142,6 +155,9 @@ pub enum NodeEvent {
     },
     /// Download progress, about four times a second.
     DownloadProgress(DownloadProgress),
+    /// What a share serves, about four times a second while something changes (bytes sent
+    /// or peers connected), and once more when it falls idle.
+    UploadProgress(UploadProgress),
     /// A peer sent bad data and was banned for this content.
     PeerBanned {
         /// The download.
@@ -170,5 +186,20 @@ pub enum NodeEvent {
         info_hash: InfoHash,
         /// Why, in words.
         reason: String,
+        /// Why, for a front end to choose its words and what to do next.
+        cause: FailureCause,
     },
+}
+
+/// Why a download ended without its file. In every case the `.part` file and its resume
+/// state stay: downloading the same content again resumes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// Cancelled through [`crate::NodeHandle::cancel`].
+    Cancelled,
+    /// No holder is online, or every holder went away, stalled or was banned: worth trying
+    /// again when the content is back in the index.
+    NoSource,
+    /// The file could not be created, written or finished (full disk, permissions).
+    Storage,
 }

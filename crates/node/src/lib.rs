@@ -25,7 +25,8 @@ use std::time::Duration;
 
 pub use error::NodeError;
 pub use events::{
-    ConnectionState, DownloadProgress, NodeEvent, SharedFile, TransferId, TransferSummary,
+    ConnectionState, DownloadProgress, FailureCause, NodeEvent, SharedFile, TransferId,
+    TransferSummary, UploadProgress,
 };
 pub use shoal_protocol::{Category, IceServer, IndexedFile, InfoHash, NodeId, text};
 pub use shoal_rtc::{CandidateType, RtcConfig};

@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::actor::Internal;
-use crate::events::{DownloadProgress, NodeEvent, TransferId, TransferSummary};
+use crate::events::{
+    DownloadProgress, FailureCause, NodeEvent, TransferId, TransferSummary, UploadProgress,
+};
 
 /// How often progress is reported.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -84,7 +86,7 @@ struct LinkEntry {
 
 enum Outcome {
     Completed,
-    Failed(String),
+    Failed(FailureCause, String),
     Stopped,
 }
 
@@ -104,6 +106,10 @@ struct Driver {
     fetched_bytes: u64,
     per_peer: HashMap<NodeId, u64>,
     rate_window: VecDeque<(Instant, u64)>,
+    /// Bytes handed to links' writers (a share's uploads).
+    sent_bytes: u64,
+    /// What the last upload event said (sent bytes, peers), so an idle share stays quiet.
+    last_upload_report: (u64, usize),
     resume_dirty: bool,
     last_resume_save: Instant,
     outcome: Option<Outcome>,
@@ -190,6 +196,8 @@ async fn fail_early(spec: SwarmSpec, reason: String) {
                 transfer,
                 info_hash: spec.info_hash,
                 reason: reason.clone(),
+                // Opening or resuming the part file failed.
+                cause: FailureCause::Storage,
             })
             .await;
     }
@@ -229,6 +237,8 @@ impl Driver {
             fetched_bytes: 0,
             per_peer: HashMap::new(),
             rate_window: VecDeque::new(),
+            sent_bytes: 0,
+            last_upload_report: (0, 0),
             resume_dirty: false,
             last_resume_save: now,
             outcome: None,
@@ -256,8 +266,8 @@ impl Driver {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(SwarmCommand::AddLink { peer, link, data }) => self.add_link(peer, link, data),
-                    Some(SwarmCommand::Cancel) => self.outcome = Some(Outcome::Failed("cancelled".into())),
-                    Some(SwarmCommand::Fail(reason)) => self.outcome = Some(Outcome::Failed(reason)),
+                    Some(SwarmCommand::Cancel) => self.outcome = Some(Outcome::Failed(FailureCause::Cancelled, "cancelled".into())),
+                    Some(SwarmCommand::Fail(reason)) => self.outcome = Some(Outcome::Failed(FailureCause::NoSource, reason)),
                     Some(SwarmCommand::Stop) | None => self.outcome = Some(Outcome::Stopped),
                 },
                 Some(io) = io_rx.recv() => self.on_io(io),
@@ -290,6 +300,7 @@ impl Driver {
                         self.feed(Input::LinkClosed { link });
                         self.remove_link(link, Some("stopped reading what we send".into()));
                     } else {
+                        self.sent_bytes += len as u64;
                         let _ = entry.writer.send((message, piece_end));
                     }
                 }
@@ -309,7 +320,8 @@ impl Driver {
                             warn!(info_hash = %self.spec.info_hash.short(), error = %e, "cannot serve a piece");
                             self.feed(Input::PieceReadFailed { link, piece });
                             if matches!(self.store, Store::Source(_)) {
-                                self.outcome = Some(Outcome::Failed(e.to_string()));
+                                self.outcome =
+                                    Some(Outcome::Failed(FailureCause::Storage, e.to_string()));
                             }
                         }
                     }
@@ -323,7 +335,10 @@ impl Driver {
                             self.resume_dirty = true;
                             self.feed(Input::PieceWritten { piece });
                         }
-                        Err(e) => self.outcome = Some(Outcome::Failed(e.to_string())),
+                        Err(e) => {
+                            self.outcome =
+                                Some(Outcome::Failed(FailureCause::Storage, e.to_string()))
+                        }
                     }
                 }
                 Output::CloseLink { link, reason } => {
@@ -349,7 +364,10 @@ impl Driver {
                             debug!(path = %created.part_path().display(), "download file created");
                             *part = Some(created);
                         }
-                        Err(e) => self.outcome = Some(Outcome::Failed(e.to_string())),
+                        Err(e) => {
+                            self.outcome =
+                                Some(Outcome::Failed(FailureCause::Storage, e.to_string()))
+                        }
                     }
                 }
             }
@@ -511,25 +529,59 @@ impl Driver {
         }
     }
 
-    fn on_tick(&mut self) {
-        let Some(transfer) = self.spec.transfer else {
-            return;
-        };
-        let now = Instant::now();
-        self.rate_window.push_back((now, self.fetched_bytes));
-        while self
-            .rate_window
+    /// Bytes per second over the last second of `window`, after adding `(now, total)`.
+    fn rate(window: &mut VecDeque<(Instant, u64)>, now: Instant, total: u64) -> f64 {
+        window.push_back((now, total));
+        while window
             .front()
             .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_millis(1100))
         {
-            self.rate_window.pop_front();
+            window.pop_front();
         }
-        let rate = match (self.rate_window.front(), self.rate_window.back()) {
+        match (window.front(), window.back()) {
             (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => {
                 (b1 - b0) as f64 / t1.duration_since(*t0).as_secs_f64()
             }
             _ => 0.0,
+        }
+    }
+
+    /// Nodes with at least one open link.
+    fn peer_count(&self) -> usize {
+        self.links
+            .values()
+            .map(|l| l.peer)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
+
+    /// A share's upload event, when something changed since the last one.
+    fn report_uploads(&mut self) {
+        let now = Instant::now();
+        let rate = Self::rate(&mut self.rate_window, now, self.sent_bytes);
+        let peers = self.peer_count();
+        let report = (self.sent_bytes, peers);
+        if report == self.last_upload_report && rate == 0.0 {
+            return;
+        }
+        self.last_upload_report = report;
+        let _ = self
+            .spec
+            .events
+            .try_send(NodeEvent::UploadProgress(UploadProgress {
+                info_hash: self.spec.info_hash,
+                peers,
+                sent_bytes: self.sent_bytes,
+                rate_bytes_per_sec: rate,
+            }));
+    }
+
+    fn on_tick(&mut self) {
+        let Some(transfer) = self.spec.transfer else {
+            return self.report_uploads();
         };
+        let now = Instant::now();
+        let rate = Self::rate(&mut self.rate_window, now, self.fetched_bytes);
         let len_bytes = self
             .swarm
             .manifest()
@@ -545,12 +597,7 @@ impl Driver {
                 bytes_done: self.bytes_done(),
                 len_bytes,
                 rate_bytes_per_sec: rate,
-                peers: self
-                    .links
-                    .values()
-                    .map(|l| l.peer)
-                    .collect::<std::collections::HashSet<_>>()
-                    .len(),
+                peers: self.peer_count(),
             }));
         if self.resume_dirty && now.duration_since(self.last_resume_save) >= RESUME_INTERVAL {
             self.save_resume();
@@ -574,15 +621,19 @@ impl Driver {
         }
         let info_hash = self.spec.info_hash;
         // `None`: stopped quietly. For a share, `Err` is why it stopped serving.
-        let result: Option<Result<PathBuf, String>> = match outcome {
-            Outcome::Completed if self.spec.transfer.is_some() => Some(self.finish_file().await),
+        let result: Option<Result<PathBuf, (FailureCause, String)>> = match outcome {
+            Outcome::Completed if self.spec.transfer.is_some() => Some(
+                self.finish_file()
+                    .await
+                    .map_err(|reason| (FailureCause::Storage, reason)),
+            ),
             Outcome::Completed | Outcome::Stopped => {
                 self.save_resume();
                 None
             }
-            Outcome::Failed(reason) => {
+            Outcome::Failed(cause, reason) => {
                 self.save_resume();
-                Some(Err(reason))
+                Some(Err((cause, reason)))
             }
         };
         if let (Some(transfer), Some(result)) = (self.spec.transfer, &result) {
@@ -603,17 +654,18 @@ impl Driver {
                         },
                     }
                 }
-                Err(reason) => NodeEvent::Failed {
+                Err((cause, reason)) => NodeEvent::Failed {
                     transfer,
                     info_hash,
                     reason: reason.clone(),
+                    cause: *cause,
                 },
             };
             let _ = self.spec.events.send(event).await;
         }
         let (path, error) = match result {
             Some(Ok(path)) => (Some(path), None),
-            Some(Err(reason)) => (None, Some(reason)),
+            Some(Err((_, reason))) => (None, Some(reason)),
             None => (None, None),
         };
         let _ = self.spec.internal.send(Internal::SwarmEnded(SwarmEnded {

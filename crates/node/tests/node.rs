@@ -7,13 +7,15 @@
 //!   same content while the first starts is refused (`AlreadyDownloading`);
 //! - the media server serves a finished download with HTTP Range (206 and the right bytes),
 //!   refuses a wrong token, and serves nothing that is neither shared nor downloaded;
-//! - unsharing removes the file from the index and revokes its media URL (issue 7, item 11).
+//! - unsharing removes the file from the index and revokes its media URL (issue 7, item 11);
+//! - a failed download says its cause: `NoSource` when its only holder never answers,
+//!   `Cancelled` when cancelled (issue 7, item 4).
 
 use std::time::Duration;
 
 use shoal_node::{
-    CandidateType, Category, ConnectionState, Node, NodeConfig, NodeError, NodeEvent, NodeHandle,
-    RtcConfig,
+    CandidateType, Category, ConnectionState, FailureCause, Node, NodeConfig, NodeError, NodeEvent,
+    NodeHandle, RtcConfig,
 };
 use tokio::sync::mpsc;
 
@@ -274,5 +276,49 @@ async fn a_remembered_file_is_shared_again_without_hashing() {
     assert_ne!(third.info_hash, first.info_hash);
     assert!(progress >= 3, "changed: hashed again ({progress} events)");
     node.shutdown().await;
+    server.shutdown().await;
+}
+
+/// Issue 7, item 4: front ends choose their words (and whether to wait for the sharer) from a
+/// typed cause, not from the text of a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_download_says_its_cause() {
+    use shoal_e2e::peer::{PeerFile, TestPeer};
+    let server = signal_server().await;
+    let url = server.url();
+    let mute = TestPeer::start_mute(
+        &url,
+        vec![PeerFile {
+            name: "unreachable.mp4".into(),
+            data: vec![7u8; 100_000].into(),
+            ..PeerFile::default()
+        }],
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (viewer, mut events) = connected_node(NodeConfig {
+        server_url: url.clone(),
+        rtc: RtcConfig::loopback(),
+        download_dir: dir.path().to_owned(),
+        connect_timeout: Duration::from_secs(2),
+        ..NodeConfig::default()
+    })
+    .await;
+    let hash = mute.info_hashes[0];
+    let transfer = viewer.download(hash, None).await.expect("download");
+    let failed = next(&mut events, |e| matches!(e, NodeEvent::Failed { .. })).await;
+    assert!(
+        matches!(failed, NodeEvent::Failed { transfer: t, cause: FailureCause::NoSource, .. } if t == transfer),
+        "{failed:?}"
+    );
+
+    let transfer = viewer.download(hash, None).await.expect("download");
+    viewer.cancel(transfer).await.expect("cancel");
+    let failed = next(&mut events, |e| matches!(e, NodeEvent::Failed { .. })).await;
+    assert!(
+        matches!(failed, NodeEvent::Failed { transfer: t, cause: FailureCause::Cancelled, .. } if t == transfer),
+        "{failed:?}"
+    );
+    viewer.shutdown().await;
     server.shutdown().await;
 }

@@ -113,11 +113,13 @@ pub(crate) async fn read_channel(dc: Arc<dyn DataChannel>, shared: Arc<Shared>) 
             _ => {}
         }
     }
-    drop(tx);
+    // Marked ended before the queue closes: once `recv` has returned `None`, `send` answers
+    // `Closed` (it raced to webrtc-rs's own send before, which may still take the message).
     if let Some(channel) = &channel {
         channel.ended.store(true, Ordering::Release);
         channel.buffered_amount_low.notify_waiters();
     }
+    drop(tx);
     shared.channel_ended();
 }
 
@@ -214,6 +216,9 @@ impl DataLink {
                 len_bytes,
                 max_bytes: self.max_message_bytes,
             });
+        }
+        if self.channel.ended.load(Ordering::Acquire) {
+            return Err(RtcError::Closed);
         }
         self.wait_for_send_capacity().await?;
         trace!(len_bytes, "send");
