@@ -165,14 +165,15 @@ function watchProgress(media, path, what) {
 /**
  * "Open in default app", with its failure said beside it.
  * @param {string} path
+ * @param {string} [buttonClass]
  * @returns {HTMLElement}
  */
-function openButton(path) {
+function openButton(path, buttonClass = "button small") {
   const status = h("span", { class: "viewer-status" });
   return h("span", { class: "viewer-open" }, [
     h("button", {
       type: "button",
-      class: "button small",
+      class: buttonClass,
       onclick: async () => {
         try {
           await api.openFile(path);
@@ -191,22 +192,10 @@ function openButton(path) {
  * @param {string} path
  */
 function showProblem(message, path) {
-  const status = h("p", { class: "viewer-status" });
   bodyEl.replaceChildren(h("div", { class: "viewer-message problem" }, [
     icon("alert", "big"),
     h("p", { text: message }),
-    h("button", {
-      type: "button",
-      class: "button",
-      onclick: async () => {
-        try {
-          await api.openFile(path);
-        } catch (e) {
-          status.textContent = errorText(e);
-        }
-      },
-    }, [icon("external"), "Open in default app"]),
-    status,
+    openButton(path, "button"),
   ]));
 }
 
