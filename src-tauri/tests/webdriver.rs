@@ -854,6 +854,22 @@ async fn killed_and_started_again_the_app_shares_the_same_files_and_resumes_its_
         t.trim_end_matches(" %").parse::<u32>().is_ok_and(|p| p > 0)
     })
     .await;
+    // Cancel, then Try again: the same card carries on, no duplicate (issue 7, item 9).
+    let id = app.attrs(running, "data-transfer-id").await.remove(0);
+    app.wait_css(&format!("{running} button.cancel"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    let cancelled = ".transfer[data-state='cancelled']";
+    app.wait_css(&format!("{cancelled} button.retry"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    app.wait_css(running).await;
+    app.wait_count(".transfer", 1).await;
+    assert_eq!(app.attrs(running, "data-transfer-id").await, vec![id]);
     app.screenshot("before-kill").await;
 
     // SIGKILL: no clean quit, nothing saved on the way out.
@@ -915,6 +931,19 @@ async fn killed_and_started_again_the_app_shares_the_same_files_and_resumes_its_
     app.wait_css(".transfer[data-state='completed']").await;
     app.screenshot("resumed").await;
     assert_eq!(sha256_file(&downloads.join("film.mkv")), sha256_file(&film));
+    // The card says where the file went (issue 7, item 9).
+    app.wait_text(".transfer[data-state='completed'] .transfer-sub", |t| {
+        t.contains(&format!(
+            "saved as {}",
+            downloads.join("film.mkv").display()
+        ))
+    })
+    .await;
+    // The log tells connections (issue 7, item 9).
+    app.wait_text("#log", |t| {
+        t.contains(&format!("Connected to {}", server.url))
+    })
+    .await;
     // Resumed from the .part file ("Downloading" would mean it started over).
     app.wait_text("#log", |t| t.contains("Resuming film.mkv"))
         .await;
@@ -942,6 +971,26 @@ async fn killed_and_started_again_the_app_shares_the_same_files_and_resumes_its_
     );
     let transfers = std::fs::read_to_string(config.join("transfers.json")).unwrap();
     assert_eq!(transfers.trim(), "[]");
+
+    // The server goes away: the Network list greys out and offers nothing, the log says so
+    // (issue 7, item 7).
+    let url = server.url.clone();
+    drop(server);
+    app.wait_css("#network-list.stale").await;
+    let enabled = app
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#network-list button.download')].filter(b => !b.disabled).length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(enabled, serde_json::json!(0));
+    app.wait_text("#network-error-text", |t| t.contains("connection was lost"))
+        .await;
+    app.wait_text("#log", |t| t.contains(&format!("Lost {url}")))
+        .await;
+    app.screenshot("server-gone").await;
     app.quit().await;
 }
 
