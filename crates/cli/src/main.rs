@@ -118,16 +118,8 @@ const DEFAULT_LOG_FILTER: &str =
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: a log file or a pipe gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // Our warnings by default; webrtc-rs logs transient ICE noise at warn.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
-        )
-        .init();
+    // Our warnings by default; webrtc-rs logs transient ICE noise at warn.
+    shoal_node::init_logging(DEFAULT_LOG_FILTER);
     if let Commands::Bench(args) = &cli.command {
         return match bench::run(args) {
             Ok(()) => ExitCode::SUCCESS,

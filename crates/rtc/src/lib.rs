@@ -34,6 +34,7 @@
 
 mod data;
 mod link;
+pub mod log;
 mod runtime;
 
 use std::net::{Ipv4Addr, SocketAddr};
