@@ -38,6 +38,11 @@ impl Netns {
         let (host_if, ns_if) = (format!("shv{n}a"), format!("shv{n}b"));
         let host_ip = format!("10.213.{n}.1");
         let ns_ip = format!("10.213.{n}.2");
+        // A run killed before its clean-up may have left a pair with this name.
+        let _ = Command::new("ip")
+            .args(["link", "del", &host_if])
+            .stderr(std::process::Stdio::null())
+            .status();
         ip(&["netns", "add", &name]);
         let ns = Self {
             name: name.clone(),
