@@ -988,8 +988,11 @@ async fn killed_and_started_again_the_app_shares_the_same_files_and_resumes_its_
     assert_eq!(enabled, serde_json::json!(0));
     app.wait_text("#network-error-text", |t| t.contains("connection was lost"))
         .await;
-    app.wait_text("#log", |t| t.contains(&format!("Lost {url}")))
-        .await;
+    // In words, not the WebSocket library's ("WebSocket protocol error: ...").
+    app.wait_text("#log", |t| {
+        t.contains(&format!("Lost {url} (the server closed the connection"))
+    })
+    .await;
     app.screenshot("server-gone").await;
     app.quit().await;
 }

@@ -105,7 +105,7 @@ async fn session(
                         .map_err(|e| format!("the server sent something unreadable: {e}"));
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(format!("connection error: {e}")),
+                Some(Err(e)) => return Err(describe_stream_error(&e)),
                 None => return Err("the server closed the connection".into()),
             }
         }
@@ -177,7 +177,7 @@ async fn session(
                     });
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(format!("connection error: {e}")),
+                Some(Err(e)) => return Err(describe_stream_error(&e)),
                 None => return Err("the server closed the connection".into()),
             },
         }
@@ -193,8 +193,33 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 async fn send(ws: &mut Ws, message: &ClientToServer) -> Result<(), String> {
     let text = serde_json::to_string(message).map_err(|e| e.to_string())?;
     match tokio::time::timeout(WRITE_TIMEOUT, ws.send(Message::text(text))).await {
-        Ok(result) => result.map_err(|e| format!("connection error: {e}")),
+        Ok(result) => result.map_err(|e| describe_stream_error(&e)),
         Err(_) => Err("the server stopped taking messages".into()),
+    }
+}
+
+/// Words for an error on an open connection: a server that went away without a close frame
+/// (stopped, crashed, or its machine went off the network) says so instead of quoting the
+/// WebSocket library ("WebSocket protocol error: Connection reset without closing handshake").
+fn describe_stream_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use std::io::ErrorKind;
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match e {
+        Error::ConnectionClosed
+        | Error::AlreadyClosed
+        | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            "the server closed the connection without a goodbye (stopped, or unreachable)".into()
+        }
+        Error::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+            ) =>
+        {
+            "the server closed the connection without a goodbye (stopped, or unreachable)".into()
+        }
+        other => format!("connection error: {other}"),
     }
 }
 
@@ -206,5 +231,28 @@ fn describe_connect_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
         }
         Error::Url(u) => format!("bad server URL: {u}"),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+
+    #[test]
+    fn a_server_gone_without_a_goodbye_is_said_in_words() {
+        for e in [
+            Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+            Error::ConnectionClosed,
+            Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+        ] {
+            let words = super::describe_stream_error(&e);
+            assert!(
+                words.starts_with("the server closed the connection"),
+                "{words}"
+            );
+        }
+        let other = super::describe_stream_error(&Error::Utf8("bad".into()));
+        assert!(other.starts_with("connection error: "), "{other}");
     }
 }
