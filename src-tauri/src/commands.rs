@@ -161,10 +161,7 @@ pub fn clear_finished(core: Core<'_>) {
 
 /// The file's name and folder, for sentences.
 fn name_and_folder(path: &std::path::Path) -> (String, String) {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = crate::core::file_name(path);
     let folder = path
         .parent()
         .map(|p| p.display().to_string())

@@ -544,10 +544,7 @@ impl AppCore {
     async fn share_one(self: Arc<Self>, path: PathBuf) {
         static CALLS: AtomicU64 = AtomicU64::new(0);
         let call = CALLS.fetch_add(1, Ordering::Relaxed);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = file_name(&path);
         if !path.is_file() {
             self.log(
                 "error",
@@ -583,74 +580,66 @@ impl AppCore {
                     }
                 };
                 if let Some(first) = duplicate {
-                    let first_name = first
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
+                    let first_name = file_name(&first);
                     let reason = if first_name == name {
                         format!("it is already shared from {}", first.display())
                     } else {
                         format!("the same content is already shared as “{first_name}”")
                     };
-                    let mut view = lock(&self.view);
-                    self.emit(
-                        &mut view,
-                        UiEvent::Unshared {
-                            info_hash: String::new(),
-                            reason: Some(reason.clone()),
-                            path: Some(path.clone()),
-                        },
-                    );
-                    drop(view);
+                    self.not_shared(&path, reason.clone());
                     self.log("info", format!("Not sharing {name} again: {reason}"));
                     return;
                 }
                 let changed = {
                     let mut view = lock(&self.view);
                     let entry = RememberedShare::from(&Share::from(&shared));
-                    let before = view.remembered.iter().position(|r| r.path == path);
-                    let changed = match before {
+                    let changed = match view.remembered.iter().position(|r| r.path == path) {
                         Some(i) => {
-                            let old = std::mem::replace(&mut view.remembered[i], entry);
-                            (old.info_hash != shared.info_hash.to_string()).then_some(old)
+                            let changed = view.remembered[i].info_hash != entry.info_hash;
+                            view.remembered[i] = entry;
+                            changed
                         }
                         None => {
                             view.remembered.push(entry);
-                            None
+                            false
                         }
                     };
                     self.save_shares(&view);
                     changed
                 };
-                match changed {
-                    Some(_) => self.log(
+                if changed {
+                    self.log(
                         "warn",
                         format!(
                             "{} changed since it was last shared; sharing its new content",
                             shared.name
                         ),
-                    ),
-                    None => self.log("info", format!("Sharing {}", shared.name)),
+                    );
+                } else {
+                    self.log("info", format!("Sharing {}", shared.name));
                 }
             }
             Err(e) => {
-                {
-                    let mut view = lock(&self.view);
-                    self.emit(
-                        &mut view,
-                        UiEvent::Unshared {
-                            info_hash: String::new(),
-                            reason: Some(e.to_string()),
-                            path: Some(path.clone()),
-                        },
-                    );
-                }
+                self.not_shared(&path, e.to_string());
                 self.log(
                     "error",
                     format!("Cannot share {name}: {}", UiError::from(e).message),
                 );
             }
         }
+    }
+
+    /// Tells the page that sharing `path` ended before it was shared, and why.
+    fn not_shared(&self, path: &std::path::Path, reason: String) {
+        let mut view = lock(&self.view);
+        self.emit(
+            &mut view,
+            UiEvent::Unshared {
+                info_hash: String::new(),
+                reason: Some(reason),
+                path: Some(path.to_owned()),
+            },
+        );
     }
 
     /// Stops sharing.
@@ -1136,6 +1125,13 @@ async fn pump(core: Arc<AppCore>, mut events: mpsc::Receiver<NodeEvent>, generat
             core.resume_waiting();
         }
     }
+}
+
+/// The last component of `path`, for sentences ("" when it has none).
+pub(crate) fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Files in a dropped folder above which the app asks first.

@@ -29,7 +29,7 @@ pub use events::{
     TransferSummary, UploadProgress,
 };
 pub use shoal_protocol::{Category, IceServer, IndexedFile, InfoHash, NodeId, text};
-pub use shoal_rtc::log::{QuietUnworkablePairs, init_stderr as init_logging};
+pub use shoal_rtc::log::init_stderr as init_logging;
 pub use shoal_rtc::{CandidateType, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 

@@ -26,39 +26,26 @@ use std::fmt::Write as _;
 /// Everything else, including every script's letters, emoji and their variation selectors,
 /// is kept. Borrows `s` when nothing changes.
 pub fn inert(s: &str, max_chars: usize) -> Cow<'_, str> {
-    let clean = !s.chars().any(needs_escape);
-    if clean && (max_chars == usize::MAX || s.chars().nth(max_chars).is_none()) {
+    if !s.chars().any(needs_escape) && s.chars().nth(max_chars).is_none() {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     let mut count = 0usize;
-    let limit = max_chars.saturating_sub(1);
-    let mut piece = String::new();
-    let fits = max_chars == usize::MAX || rendered_len(s) <= max_chars;
+    // Where `out` ends while it holds fewer than `max_chars` characters: room for the `…`.
+    let mut cut = 0usize;
     for c in s.chars() {
-        piece.clear();
-        render(c, &mut piece);
-        let n = piece.chars().count();
-        if !fits && count + n > limit {
+        let before = out.len();
+        render(c, &mut out);
+        count += out[before..].chars().count();
+        if count < max_chars {
+            cut = out.len();
+        } else if count > max_chars {
+            out.truncate(cut);
             out.push('…');
-            return Cow::Owned(out);
+            break;
         }
-        out.push_str(&piece);
-        count += n;
     }
     Cow::Owned(out)
-}
-
-/// Characters the rendered form of `s` has.
-fn rendered_len(s: &str) -> usize {
-    let mut piece = String::new();
-    s.chars()
-        .map(|c| {
-            piece.clear();
-            render(c, &mut piece);
-            piece.chars().count()
-        })
-        .sum()
 }
 
 fn render(c: char, out: &mut String) {
