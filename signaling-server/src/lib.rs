@@ -61,11 +61,10 @@ const SPARE_FDS: usize = 64;
 /// change is told at once, later ones at most once per interval, to every node at once.
 const INDEX_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Index changes (`announce`, `unannounce`) one connection may make in a burst, and per
-/// second after it (docs/protocol.md §2). 64 covers announcing 2,000 files at start.
-const INDEX_CHANGES_BURST: u32 = 64;
-/// See [`INDEX_CHANGES_BURST`].
-const INDEX_CHANGES_PER_SEC: f64 = 8.0;
+// Index changes (`announce`, `unannounce`) one connection may make in a burst, and per
+// second after it (docs/protocol.md §2). 64 covers announcing 2,000 files at start; nodes
+// pace themselves by the same figures.
+use shoal_protocol::{INDEX_CHANGES_BURST, INDEX_CHANGES_PER_SEC};
 
 /// `list` and `search` requests one connection may make in a burst, and per second after it.
 const QUERIES_BURST: u32 = 20;

@@ -7,7 +7,8 @@
 //! - a peer that sends a corrupted piece is banned and the piece refetched; the file is right;
 //! - hostile names from a peer stay inside the output folder;
 //! - unknown info hash, unreachable holders and a full disk fail with a clear message;
-//! - two connections to one seeder count as one peer, in words ("1 peer").
+//! - two connections to one seeder count as one peer, in words ("1 peer");
+//! - 120 files seeded at once are all announced, inside the server's rate limit.
 
 #![allow(clippy::unwrap_used)]
 
@@ -444,4 +445,33 @@ fn peers_are_counted_as_nodes_in_words() {
         .find(|l| l.starts_with("fetched "))
         .unwrap_or_else(|| panic!("no summary: {stderr:#?}"));
     assert!(summary.contains(" from 1 peer in "), "{summary}");
+}
+
+/// A folder of 120 files shared at once stays inside the server's rate of index changes (64
+/// at once, 8 per second): before the node paced its announcements, the 65th file was
+/// refused with `rate_limited` and `shoal seed` gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeding_120_files_at_once_announces_them_all() {
+    let server = SignalServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = (0..120u32)
+        .map(|i| {
+            let path = dir.path().join(format!("note {i:03}.txt"));
+            std::fs::write(&path, format!("note {i}\n")).unwrap();
+            path
+        })
+        .collect();
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let started = std::time::Instant::now();
+    let (seeder, hashes) = seed(&server.url, &paths);
+    println!("120 files shared and announced in {:?}", started.elapsed());
+    let index = shoal_e2e::index(&server.url).await;
+    for hash in &hashes {
+        assert!(
+            index.iter().any(|f| f.info_hash.to_string() == *hash),
+            "{hash} is not in the index"
+        );
+    }
+    assert_eq!(index.len(), 120);
+    drop(seeder);
 }

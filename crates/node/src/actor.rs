@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shoal_protocol::{
-    Category, ClientToServer, ConnectionId, FileAnnouncement, IceServer, IndexedFile, InfoHash,
-    MAX_ANNOUNCE_BATCH, NodeId, ServerToClient, Signal,
+    Category, ClientToServer, ConnectionId, ErrorCode, FileAnnouncement, IceServer, IndexedFile,
+    InfoHash, NodeId, ServerToClient, Signal,
 };
 use shoal_rtc::{DataLink, OutgoingSignal, PeerLink, RtcConfig};
 use shoal_storage::{FileStamp, HashCache, Manifest, SourceFile, StorageError, safe_file_name};
@@ -16,6 +16,7 @@ use shoal_transfer::SwarmConfig;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::announce::AnnouncePacer;
 use crate::events::{ConnectionState, NodeEvent, SharedFile, TransferId};
 use crate::media::MediaServer;
 use crate::signaling::{self, SignalingEvent};
@@ -172,6 +173,8 @@ struct Actor {
     completed: HashMap<InfoHash, PathBuf>,
     /// Started on first use.
     media: Option<MediaServer>,
+    /// Shares waiting to be announced within the server's rate.
+    pacer: AnnouncePacer,
 }
 
 pub(crate) async fn run(
@@ -206,10 +209,12 @@ pub(crate) async fn run(
         media: None,
         inbound_setups: HashMap::new(),
         looking_up: HashSet::new(),
+        pacer: AnnouncePacer::new(Instant::now()),
     };
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let announce_at = actor.pacer.next_send();
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Shutdown { reply }) => {
@@ -227,7 +232,16 @@ pub(crate) async fn run(
             Some(event) = from_server.recv() => actor.on_signaling(event).await,
             Some(message) = internal.recv() => actor.on_internal(message).await,
             _ = refresh.tick() => actor.refresh_downloads(),
+            () = sleep_until(announce_at), if announce_at.is_some() => actor.send_announcements(),
         }
+    }
+}
+
+/// Sleeps until `at`; `None` never ends (its `select!` branch is disabled anyway).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -471,12 +485,19 @@ impl Actor {
         self.announce(vec![info_hash]);
     }
 
-    /// Announces shares, in batches that fit one frame.
+    /// Announces shares: queued, and sent in batches that fit one frame as fast as the
+    /// server's rate allows ([`AnnouncePacer`]).
     fn announce(&mut self, hashes: Vec<InfoHash>) {
+        self.pacer.push(hashes);
+        self.send_announcements();
+    }
+
+    /// Sends the queued announcements the server's rate allows now.
+    fn send_announcements(&mut self) {
         if self.node_id.is_none() {
             return; // announced on (re)connection
         }
-        for batch in hashes.chunks(MAX_ANNOUNCE_BATCH) {
+        for batch in self.pacer.ready(Instant::now()) {
             let files: Vec<FileAnnouncement> = batch
                 .iter()
                 .filter_map(|h| self.shares.get(h))
@@ -488,12 +509,15 @@ impl Actor {
                     category: s.file.category,
                 })
                 .collect();
+            if files.is_empty() {
+                continue;
+            }
             self.request(
                 ClientToServer::Announce {
                     files,
                     request_id: None,
                 },
-                Pending::Announce(batch.to_vec()),
+                Pending::Announce(batch),
             );
         }
     }
@@ -524,7 +548,9 @@ impl Actor {
         }
         // Not waited on (see `request`); if the queue is full the server will learn when
         // this node reconnects or leaves.
+        self.pacer.forget(&info_hash);
         if self.node_id.is_some() {
+            self.pacer.spend(Instant::now());
             let _ = self.to_server.try_send(ClientToServer::Unannounce {
                 info_hashes: vec![info_hash],
             });
@@ -552,6 +578,7 @@ impl Actor {
                 }))
                 .await;
                 let all: Vec<InfoHash> = self.shares.keys().copied().collect();
+                self.pacer.reset(Instant::now());
                 self.announce(all);
             }
             SignalingEvent::Disconnected => {
@@ -564,6 +591,7 @@ impl Actor {
                 for share in self.shares.values_mut() {
                     share.announced = false;
                 }
+                self.pacer.reset(Instant::now());
             }
             SignalingEvent::Message(message) => self.on_server_message(message).await,
         }
@@ -597,6 +625,12 @@ impl Actor {
                     ServerToClient::Error { code, reason, .. } => Some((*code, reason.clone())),
                     _ => None,
                 };
+                // Over the server's rate (its figures differ from ours): wait and send again.
+                if let Some((ErrorCode::RateLimited, reason)) = &error {
+                    debug!(%reason, files = hashes.len(), "announce refused as too fast; queued again");
+                    self.pacer.refused(Instant::now(), hashes);
+                    return;
+                }
                 // The server refuses a whole message for one bad file: announce the files of
                 // a refused batch one by one, so only the refused one is dropped.
                 if error.is_some() && hashes.len() > 1 {

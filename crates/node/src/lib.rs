@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod actor;
+mod announce;
 mod error;
 mod events;
 mod media;
@@ -30,7 +31,7 @@ pub use events::{
 };
 pub use shoal_protocol::{Category, IceServer, IndexedFile, InfoHash, NodeId, text};
 pub use shoal_rtc::log::init_stderr as init_logging;
-pub use shoal_rtc::{CandidateType, RtcConfig};
+pub use shoal_rtc::{CandidateType, RtcConfig, check_ice_server};
 use tokio::sync::{mpsc, oneshot};
 
 /// Settings of a node.

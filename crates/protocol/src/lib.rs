@@ -57,6 +57,15 @@ pub const MAX_SEARCH_RESULTS: usize = 100;
 /// Most results a `list` answers with; `total` tells how many matched.
 pub const MAX_LIST_RESULTS: usize = 1000;
 
+/// `announce` and `unannounce` messages one connection may send in a burst; past it, a
+/// server refuses them with `rate_limited` (docs/protocol.md §2). Each message counts once,
+/// whatever the number of files it carries.
+pub const INDEX_CHANGES_BURST: u32 = 64;
+
+/// `announce` and `unannounce` messages per second one connection may send after its burst
+/// ([`INDEX_CHANGES_BURST`]).
+pub const INDEX_CHANGES_PER_SEC: f64 = 8.0;
+
 /// Most announcements a single `announce` message may carry.
 ///
 /// With names of at most [`MAX_NAME_BYTES`], 32 announcements always fit in one
