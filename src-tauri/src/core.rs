@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use shoal_node::{
-    ConnectionState, FailureCause, IceServer, InfoHash, Node, NodeConfig, NodeError, NodeEvent,
-    NodeHandle, RtcConfig, TransferId,
+    ConnectionState, FailureCause, InfoHash, Node, NodeConfig, NodeError, NodeEvent, NodeHandle,
+    RtcConfig, TransferId,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter};
@@ -87,25 +87,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn node_config(settings: &Settings, server_url: String, dirs: &Dirs) -> NodeConfig {
-    let mut ice_servers = Vec::new();
-    if !settings.stun_servers.is_empty() {
-        ice_servers.push(IceServer {
-            urls: settings.stun_servers.clone(),
-            username: None,
-            credential: None,
-        });
-    }
-    for turn in &settings.turn_servers {
-        ice_servers.push(IceServer {
-            urls: vec![turn.url.clone()],
-            username: Some(turn.username.clone()),
-            credential: Some(turn.credential.clone()),
-        });
-    }
     NodeConfig {
         server_url,
         rtc: RtcConfig {
-            ice_servers,
+            ice_servers: settings.ice_servers(),
             ..RtcConfig::every_interface()
         },
         download_dir: settings.download_dir.clone(),
@@ -136,6 +121,7 @@ impl AppCore {
             if crate::library::resumable(remembered) {
                 t.state = TransferState::Waiting;
                 t.error = Some(WAITING_FOR_SERVER.into());
+                hold_or_release(&mut t, settings.resume_downloads);
             }
             out_dirs.insert(t.id, remembered.out_dir.clone());
             transfers.insert(t.id, t);
@@ -696,6 +682,10 @@ impl AppCore {
     /// Invalid settings, or they cannot be saved.
     pub async fn apply_settings(self: &Arc<Self>, settings: Settings) -> Result<AppState, UiError> {
         settings.validate()?;
+        let check = settings.clone();
+        tauri::async_runtime::spawn_blocking(move || check.check_download_dir())
+            .await
+            .map_err(|e| UiError::new("settings", e.to_string()))??;
         let mut inner = self.inner.lock().await;
         // Hosting on a port another program holds would save settings that host nothing:
         // refuse before saving, and name a free port.
@@ -735,11 +725,21 @@ impl AppCore {
             || old.stun_servers != settings.stun_servers
             || old.turn_servers != settings.turn_servers
             || old.download_dir != settings.download_dir;
+        if old.resume_downloads != settings.resume_downloads {
+            let mut view = lock(&self.view);
+            let changed: Vec<Transfer> = view
+                .transfers
+                .values_mut()
+                .filter_map(|t| hold_or_release(t, settings.resume_downloads).then(|| t.clone()))
+                .collect();
+            for transfer in changed {
+                self.emit(&mut view, UiEvent::Transfer { transfer });
+            }
+            self.save_transfers(&view);
+        }
         if !network_changed {
             drop(inner);
-            if settings.resume_downloads && !old.resume_downloads {
-                self.resume_waiting();
-            }
+            self.resume_waiting();
             return Ok(self.snapshot());
         }
         self.log("info", "Settings saved; reconnecting");
@@ -788,6 +788,7 @@ impl AppCore {
                     t.eta_secs = None;
                     t.peers.clear();
                     t.error = Some(WAITING_FOR_SERVER.into());
+                    hold_or_release(t, settings.resume_downloads);
                     t.clone()
                 })
                 .collect();
@@ -1161,6 +1162,38 @@ const SHARER_GONE_WAITING: &str =
     "The sharer stopped sharing or went offline; Shoal will resume when it is back";
 /// The same when resuming by itself is off.
 const SHARER_GONE: &str = "The sharer stopped sharing or went offline. Try again when it is back";
+
+/// A download not resumed because resuming by itself is off.
+const NOT_RESUMED: &str =
+    "Not resumed: resuming by itself is off in Settings. Try again to resume it";
+
+/// Applies "resume downloads by themselves" to one download: off, a waiting download stops
+/// (failed, with Try again, saying why); on, a download it stopped waits again (and
+/// [`Core::resume_waiting`] starts it). True when `t` changed.
+fn hold_or_release(t: &mut Transfer, resume: bool) -> bool {
+    let error = t.error.as_deref();
+    if !resume && t.state == TransferState::Waiting {
+        t.state = TransferState::Failed;
+        t.error = Some(
+            if error == Some(SHARER_GONE_WAITING) {
+                SHARER_GONE
+            } else {
+                NOT_RESUMED
+            }
+            .into(),
+        );
+        return true;
+    }
+    if resume
+        && t.state == TransferState::Failed
+        && (error == Some(SHARER_GONE) || error == Some(NOT_RESUMED))
+    {
+        t.state = TransferState::Waiting;
+        t.error = Some(WAITING_FOR_SERVER.into());
+        return true;
+    }
+    false
+}
 
 /// The first words of a waiting download's card, before the server answers.
 const WAITING_FOR_SERVER: &str = "Waiting for the signaling server";

@@ -80,13 +80,8 @@ impl Settings {
     /// [`SettingsError::Invalid`] naming the field.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |m: String| Err(SettingsError::Invalid(m));
-        let websocket_url =
-            self.server_url.starts_with("ws://") || self.server_url.starts_with("wss://");
-        if !self.host && !websocket_url {
-            return invalid(format!(
-                "The server address must start with ws:// or wss:// (got \"{}\")",
-                self.server_url
-            ));
+        if !self.host {
+            check_server_url(&self.server_url).map_err(SettingsError::Invalid)?;
         }
         if let Some(bad) = self.stun_servers.iter().find(|u| !u.starts_with("stun:")) {
             return invalid(format!("STUN servers start with stun: (got \"{bad}\")"));
@@ -101,10 +96,57 @@ impl Settings {
                 bad.url
             ));
         }
+        for server in self.ice_servers() {
+            shoal_node::check_ice_server(&server)
+                .map_err(|m| SettingsError::Invalid(capital(&m)))?;
+        }
         if !self.download_dir.is_absolute() {
             return invalid("The download folder must be a full path".into());
         }
         Ok(())
+    }
+
+    /// The STUN and TURN servers as the node takes them.
+    pub fn ice_servers(&self) -> Vec<shoal_node::IceServer> {
+        let stun = self.stun_servers.iter().map(|url| shoal_node::IceServer {
+            urls: vec![url.clone()],
+            username: None,
+            credential: None,
+        });
+        let turn = self.turn_servers.iter().map(|t| shoal_node::IceServer {
+            urls: vec![t.url.clone()],
+            username: Some(t.username.clone()).filter(|u| !u.is_empty()),
+            credential: Some(t.credential.clone()).filter(|c| !c.is_empty()),
+        });
+        stun.chain(turn).collect()
+    }
+
+    /// Checks that downloads can be written to the download folder: creates it when missing
+    /// and writes (then removes) an empty file in it. Blocking file-system work.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] saying why the folder cannot be used.
+    pub fn check_download_dir(&self) -> Result<(), SettingsError> {
+        let dir = &self.download_dir;
+        let unusable = |why: String| {
+            Err(SettingsError::Invalid(format!(
+                "Downloads cannot be saved in {}: {why}",
+                dir.display()
+            )))
+        };
+        if dir.exists() && !dir.is_dir() {
+            return unusable("it is a file, not a folder".into());
+        }
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return unusable(format!("the folder cannot be created ({})", io_words(&e)));
+        }
+        match tempfile::NamedTempFile::new_in(dir) {
+            Ok(probe) => {
+                let _ = probe.close();
+                Ok(())
+            }
+            Err(e) => unusable(format!("nothing can be written there ({})", io_words(&e))),
+        }
     }
 
     /// The file inside the config folder.
@@ -140,6 +182,52 @@ impl Settings {
                 source,
             }
         })
+    }
+}
+
+/// Checks a signaling server address: `ws://` or `wss://`, a host, nothing a WebSocket
+/// handshake cannot use (RFC 6455 §3).
+fn check_server_url(text: &str) -> Result<(), String> {
+    const NO_HOST: &str = "names no computer, like ws://192.168.1.20:7878";
+    let got = |why: &str| Err(format!("The server address {why} (got \"{text}\")"));
+    if !(text.starts_with("ws://") || text.starts_with("wss://")) {
+        return got("must start with ws:// or wss://");
+    }
+    let url = match url::Url::parse(text) {
+        Ok(url) => url,
+        Err(url::ParseError::EmptyHost) => return got(NO_HOST),
+        Err(e) => return got(&format!("is not a valid address: {e}")),
+    };
+    if url.host_str().is_none_or(str::is_empty) {
+        return got(NO_HOST);
+    }
+    if url.port() == Some(0) {
+        return got("cannot use port 0");
+    }
+    if url.fragment().is_some() {
+        return got("cannot have a #fragment");
+    }
+    Ok(())
+}
+
+/// A sentence starting with a capital letter.
+fn capital(sentence: &str) -> String {
+    let mut chars = sentence.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// An I/O error in words: the kind a user can act on, else the system's text.
+fn io_words(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::PermissionDenied => "you are not allowed to write there".into(),
+        ErrorKind::ReadOnlyFilesystem => "the disk is read-only".into(),
+        ErrorKind::StorageFull => "the disk is full".into(),
+        ErrorKind::NotADirectory => "part of the path is a file, not a folder".into(),
+        _ => e.to_string(),
     }
 }
 
@@ -226,5 +314,66 @@ mod tests {
                 .is_err_and(|e| e.to_string().contains("stun:"))
         );
         assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn unusable_values_are_refused_in_words() {
+        let said = |settings: Settings| settings.validate().expect_err("refused").to_string();
+        let client = |url: &str| Settings {
+            host: false,
+            server_url: url.into(),
+            ..Settings::default()
+        };
+        assert!(said(client("ws://")).contains("names no computer"));
+        assert!(said(client("ws://a b:7878")).contains("not a valid address"));
+        assert!(said(client("ws://10.0.0.2:99999")).contains("not a valid address"));
+        assert!(said(client("ws://10.0.0.2:0")).contains("port 0"));
+        assert!(client("wss://shoal.example.org/signal").validate().is_ok());
+        let turn = Settings {
+            turn_servers: vec![TurnServer {
+                url: "turn:10.0.0.1:3478".into(),
+                username: "user".into(),
+                credential: String::new(),
+            }],
+            ..Settings::default()
+        };
+        assert_eq!(
+            said(turn),
+            "The TURN server “turn:10.0.0.1:3478” needs a user name and a credential"
+        );
+        let stun = Settings {
+            stun_servers: vec!["stun:".into()],
+            ..Settings::default()
+        };
+        assert!(said(stun).contains("“stun:”"));
+    }
+
+    #[test]
+    fn a_download_folder_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").expect("write");
+        let settings = |download_dir: PathBuf| Settings {
+            download_dir,
+            ..Settings::default()
+        };
+        let e = settings(file.clone())
+            .check_download_dir()
+            .expect_err("a file");
+        assert!(e.to_string().contains("it is a file, not a folder"), "{e}");
+        let e = settings(file.join("below"))
+            .check_download_dir()
+            .expect_err("below a file");
+        assert!(e.to_string().contains("cannot be created"), "{e}");
+        let fresh = dir.path().join("new").join("downloads");
+        settings(fresh.clone())
+            .check_download_dir()
+            .expect("created");
+        assert!(fresh.is_dir());
+        assert_eq!(
+            std::fs::read_dir(&fresh).expect("list").count(),
+            0,
+            "no probe left"
+        );
     }
 }

@@ -9,7 +9,14 @@
 //!   gone and `share_dropped` shares only what the window system dropped;
 //! - names announced by a hostile peer reach the page inert (issue 7, item 12);
 //! - a dropped folder shares its files; a copy of a shared file is refused in words;
-//! - a taken host port is said in the header and Settings, and a free one offered;
+//! - a dropped folder of more than 100 files asks first in a native dialog (Escape shares
+//!   nothing, OK shares them all, past the server's rate limit);
+//! - a taken host port is said in the header and Settings, and a free one offered; a TURN
+//!   server without a credential, a server address without a host and a download folder that
+//!   is a file are refused in words and nothing is saved;
+//! - Open with no application for the file says where the file is;
+//! - with "resume by themselves" off, a waiting download stops and says so, a returning
+//!   sharer starts nothing, and switching it on resumes it;
 //! - no tauri-driver, WebKitWebDriver or app process outlives a test: each driver runs in
 //!   a process group of its own and the whole group is killed;
 //! - killed with SIGKILL and started again, the app shares the same files again (announced);
@@ -341,15 +348,7 @@ fn os_drop(display: &str, file: &Path) {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
-    let xdotool = |args: &[&str]| {
-        let out = Command::new("xdotool")
-            .args(args)
-            .env("DISPLAY", display)
-            .output()
-            .expect("xdotool is installed");
-        assert!(out.status.success(), "xdotool {args:?} failed");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let xdotool = |args: &[&str]| xdotool(display, args);
     let source_window = xdotool(&["search", "--sync", "--name", "shoal-drag-source"]);
     xdotool(&["windowraise", &source_window]);
     xdotool(&[
@@ -380,6 +379,53 @@ fn os_drop(display: &str, file: &Path) {
     xdotool(&["mouseup", "1"]);
     pace();
     drop(source);
+}
+
+/// Runs xdotool on `display`; its output.
+fn xdotool(display: &str, args: &[&str]) -> String {
+    let out = Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", display)
+        .output()
+        .expect("xdotool is installed");
+    assert!(out.status.success(), "xdotool {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The X window ids whose title is `name`.
+fn windows_named(display: &str, name: &str) -> Vec<String> {
+    let out = Command::new("xdotool")
+        .args(["search", "--name", &format!("^{name}$")])
+        .env("DISPLAY", display)
+        .output()
+        .expect("xdotool is installed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits for a window titled `name` (a native dialog) to be shown; its id.
+fn wait_window(display: &str, name: &str) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(id) = windows_named(display, name).pop() {
+            return id;
+        }
+        assert!(started.elapsed() < WAIT, "no window named {name:?}");
+        // The dialog opens after the app walked the folder; look again shortly.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until no window is titled `name`.
+fn wait_window_gone(display: &str, name: &str) {
+    let started = Instant::now();
+    while !windows_named(display, name).is_empty() {
+        assert!(started.elapsed() < WAIT, "the window {name:?} stays open");
+        // The dialog closes once GTK handled the key; look again shortly.
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn write_settings(dir: &Path, settings: serde_json::Value) {
@@ -517,6 +563,35 @@ async fn two_apps_share_download_and_play_a_video() {
     }
     b.screenshot("7-show-in-folder").await;
 
+    // 7. Open: the default application starts, or a sentence names the file and its folder
+    // (this machine has no application for video/mp4, so the sentence is what is checked
+    // here; `gio mime video/mp4` says which); never the opener's raw error.
+    let open = b.wait_css(&format!("{done} button.open")).await;
+    open.click().await.unwrap();
+    let started = Instant::now();
+    while !open.is_enabled().await.unwrap() {
+        assert!(started.elapsed() < WAIT, "Open never finished");
+        // The command runs on its own; look again shortly.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = b
+        .wait_text(&format!("{done} .action-status"), |_| true)
+        .await;
+    println!("Open says: {status:?}");
+    if !status.is_empty() {
+        assert!(
+            status.contains(&format!(
+                "No application on this computer opens “clip.mp4”. The file is in {}",
+                downloads_b.display()
+            )),
+            "{status}"
+        );
+        for raw in ["ExitStatus", "gio", "content type", "os error"] {
+            assert!(!status.contains(raw), "raw error text shown: {status}");
+        }
+    }
+    b.screenshot("8-open").await;
+
     a.quit().await;
     b.quit().await;
 }
@@ -622,6 +697,39 @@ async fn the_page_cannot_name_files_to_share_and_network_names_render_inert() {
     a.wait_count("#my-shares li.hashing", 0).await;
     a.wait_count("#my-shares li.share", 2).await;
     a.screenshot("folder-and-duplicate").await;
+
+    // A folder of more than 100 files asks first, in a window of its own (item 6): Escape
+    // shares nothing, "OK" shares them all.
+    let big = root.path().join("big folder");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..101u32 {
+        std::fs::write(big.join(format!("note {i:03}.txt")), i.to_le_bytes()).unwrap();
+    }
+    os_drop(&a.display, &big);
+    let dialog = wait_window(&a.display, "Share a folder");
+    xdotool(&a.display, &["windowfocus", "--sync", &dialog]);
+    xdotool(&a.display, &["key", "Escape"]);
+    wait_window_gone(&a.display, "Share a folder");
+    os_drop(&a.display, &big);
+    let dialog = wait_window(&a.display, "Share a folder");
+    a.screenshot("big-folder-asks").await;
+    // GTK's OK button has the mnemonic Alt+O (Return would answer Cancel, which has the
+    // focus).
+    xdotool(&a.display, &["windowfocus", "--sync", &dialog]);
+    xdotool(&a.display, &["key", "alt+o"]);
+    // (The toast saying so lasts 4 s; the log keeps it.)
+    a.wait_text("#log", |t| {
+        t.contains("Sharing 101 files from “big folder”")
+    })
+    .await;
+    a.wait_count("#my-shares li.share[data-state='shared']", 103)
+        .await;
+    // The first drop's Escape shared nothing: 101 notes, once each.
+    let titles = a.attrs("#my-shares li.share", "title").await;
+    assert_eq!(
+        titles.iter().filter(|t| t.contains("big folder")).count(),
+        101
+    );
     a.quit().await;
 }
 
@@ -902,9 +1010,24 @@ async fn killed_and_started_again_the_app_shares_the_same_files_and_resumes_its_
     })
     .await;
     app.screenshot("waiting").await;
-    // An honest sharer of the film comes online: the download resumes by itself.
+    // With "Resume downloads by themselves" off, the waiting download stops and says so, and
+    // a sharer coming back starts nothing (issue 7, item 2)...
+    set_resume_downloads(&app, &config, false).await;
+    let stopped = ".transfer[data-state='failed']";
+    app.wait_text(&format!("{stopped} .transfer-error"), |t| {
+        t.contains("The sharer stopped sharing or went offline. Try again when it is back")
+    })
+    .await;
     let (_seeder, seeded) = shoal_e2e::seed(&server.url, &[&film]);
     assert_eq!(seeded[0], stalling_hash(&data));
+    // The app has seen the sharer: the film is listed again.
+    app.wait_css(&format!(".network-file[data-info-hash='{}']", seeded[0]))
+        .await;
+    app.wait_count(stopped, 1).await;
+    app.wait_count(".transfer", 1).await;
+    app.screenshot("stopped-resume-off").await;
+    // ...and switching it on again resumes the download by itself.
+    set_resume_downloads(&app, &config, true).await;
     let mut again = app.attrs(shared, "data-info-hash").await;
     again.sort();
     let mut before = hashes.clone();
@@ -997,6 +1120,22 @@ async fn killed_and_started_again_the_app_shares_the_same_files_and_resumes_its_
     app.quit().await;
 }
 
+/// Turns Settings' "Resume downloads by themselves" on or off and saves.
+async fn set_resume_downloads(app: &App, config: &Path, on: bool) {
+    app.wait_css("#settings-tab").await.click().await.unwrap();
+    let switch = app.wait_css("#settings-resume").await;
+    if switch.is_selected().await.unwrap() != on {
+        switch.click().await.unwrap();
+    }
+    app.wait_css("#settings-save").await.click().await.unwrap();
+    app.wait_text("#settings-status", |t| t.contains("Saved"))
+        .await;
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config.join("settings.json")).unwrap()).unwrap();
+    assert_eq!(saved["resumeDownloads"], serde_json::json!(on));
+    app.wait_css("#files-tab").await.click().await.unwrap();
+}
+
 /// The info hash `shoal seed` prints for `data` (what the stalling peer announced).
 fn stalling_hash(data: &[u8]) -> String {
     PeerFile {
@@ -1061,6 +1200,58 @@ async fn a_taken_port_is_said_and_a_free_one_offered() {
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(config.join("settings.json")).unwrap()).unwrap();
     assert_eq!(saved["hostPort"], serde_json::json!(free));
+
+    // Other values the app could not work with are refused in words too (issue 7, item 9):
+    // a TURN server without its credential, typed in the form...
+    app.wait_css("#settings-revert")
+        .await
+        .click()
+        .await
+        .unwrap();
+    app.wait_css("#settings-turn-add")
+        .await
+        .click()
+        .await
+        .unwrap();
+    app.wait_css(".turn-row .turn-url")
+        .await
+        .send_keys("turn:10.0.0.1:3478")
+        .await
+        .unwrap();
+    app.wait_css(".turn-row .turn-username")
+        .await
+        .send_keys("alice")
+        .await
+        .unwrap();
+    app.wait_css("#settings-save").await.click().await.unwrap();
+    app.wait_text("#settings-status", |t| {
+        t.contains("The TURN server “turn:10.0.0.1:3478” needs a user name and a credential")
+    })
+    .await;
+    app.screenshot("turn-refused").await;
+    // ...a server address with no computer in it, and a download folder that is a file.
+    let file = root.path().join("not a folder");
+    std::fs::write(&file, b"x").unwrap();
+    let mut bad_dir = saved.clone();
+    bad_dir["downloadDir"] = serde_json::json!(file);
+    let mut bad_url = saved.clone();
+    bad_url["host"] = serde_json::json!(false);
+    bad_url["serverUrl"] = serde_json::json!("ws://:7878");
+    for (settings, words) in [
+        (bad_dir, "it is a file, not a folder"),
+        (bad_url, "names no computer"),
+    ] {
+        let answer = settle(
+            &app.client,
+            &format!("window.__TAURI__.core.invoke('save_settings', {{ settings: {settings} }})"),
+        )
+        .await;
+        let said = answer["err"].as_str().unwrap_or_default();
+        assert!(said.contains(words), "{answer}");
+    }
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config.join("settings.json")).unwrap()).unwrap();
+    assert_eq!(after, saved, "nothing refused was saved");
     drop(taken);
     app.quit().await;
 }

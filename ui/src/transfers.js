@@ -227,7 +227,10 @@ function actionButton(cls, iconName, label, run, variant = "") {
   button.addEventListener("click", async () => {
     const card = button.closest(".transfer");
     const status = card?.querySelector(".action-status");
-    if (status instanceof HTMLElement) status.hidden = true;
+    if (status instanceof HTMLElement) {
+      status.hidden = true;
+      status.textContent = "";
+    }
     button.disabled = true;
     try {
       await run();

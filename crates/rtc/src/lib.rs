@@ -145,6 +145,52 @@ impl RtcConfig {
     }
 }
 
+/// Checks one STUN/TURN server entry the way a peer connection will use it: each URL must
+/// parse (RFC 7064 `stun:host[:port]`, RFC 7065 `turn:host[:port][?transport=udp]`), TURN
+/// needs a user name and a credential (W3C WebRTC "set the configuration", step 11.3.2), and
+/// only `stun:` and UDP `turn:` are usable with webrtc-rs 0.21.
+///
+/// # Errors
+/// A sentence for the user naming the URL and what is wrong with it.
+pub fn check_ice_server(server: &shoal_protocol::IceServer) -> Result<(), String> {
+    if server.urls.is_empty() {
+        return Err("an ICE server needs at least one URL".into());
+    }
+    for url in &server.urls {
+        let one = webrtc::peer_connection::RTCIceServer {
+            urls: vec![url.clone()],
+            username: server.username.clone().unwrap_or_default(),
+            credential: server.credential.clone().unwrap_or_default(),
+        };
+        let parsed = match one.urls() {
+            Ok(mut parsed) if parsed.len() == 1 => parsed.remove(0),
+            Ok(_) => return Err(format!("“{url}” is not one STUN or TURN URL")),
+            Err(webrtc::error::Error::ErrNoTurnCredentials) => {
+                return Err(format!(
+                    "the TURN server “{url}” needs a user name and a credential"
+                ));
+            }
+            Err(e) => return Err(format!("“{url}” is not a usable STUN or TURN URL ({e})")),
+        };
+        if parsed.host.is_empty() {
+            return Err(format!("“{url}” names no host"));
+        }
+        let scheme = parsed.scheme.to_string();
+        if scheme != "stun" && scheme != "turn" {
+            return Err(format!(
+                "“{url}”: {scheme}: (over TLS) is not supported yet; use stun: or turn:"
+            ));
+        }
+        if parsed.proto.to_string() != "udp" {
+            return Err(format!(
+                "“{url}”: TURN over {} is not supported yet; use UDP (no ?transport=)",
+                parsed.proto
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Default for RtcConfig {
     fn default() -> Self {
         Self {
@@ -304,6 +350,31 @@ impl RtcError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ice_servers_are_checked_as_a_peer_connection_uses_them() {
+        let server = |url: &str, user: Option<&str>| shoal_protocol::IceServer {
+            urls: vec![url.to_owned()],
+            username: user.map(str::to_owned),
+            credential: user.map(|_| "secret".to_owned()),
+        };
+        assert_eq!(
+            check_ice_server(&server("stun:stun.example.org:3478", None)),
+            Ok(())
+        );
+        assert_eq!(
+            check_ice_server(&server("turn:10.0.0.1:3478", Some("u"))),
+            Ok(())
+        );
+        let said =
+            |url: &str, user: Option<&str>| check_ice_server(&server(url, user)).expect_err(url);
+        assert!(said("turn:10.0.0.1:3478", None).contains("user name and a credential"));
+        assert!(said("stun:", None).contains("“stun:”"));
+        assert!(said("stun.example.org", None).contains("not a usable"));
+        assert!(said("stun:host:notaport", None).contains("not a usable"));
+        assert!(said("turns:10.0.0.1", Some("u")).contains("not supported"));
+        assert!(said("turn:10.0.0.1?transport=tcp", Some("u")).contains("TURN over tcp"));
+    }
 
     #[test]
     fn default_watermarks_are_counted_in_pieces() {
