@@ -20,7 +20,7 @@ use crate::announce::AnnouncePacer;
 use crate::events::{ConnectionState, NodeEvent, SharedFile, TransferId};
 use crate::media::MediaServer;
 use crate::signaling::{self, SignalingEvent};
-use crate::swarm_task::{self, Store, SwarmCommand, SwarmEnded, SwarmSpec};
+use crate::swarm_task::{self, SwarmCommand, SwarmEnded, SwarmSpec};
 use crate::{Command, NodeConfig, NodeError};
 
 /// Peer connections being set up at once on behalf of other nodes (answers to their
@@ -460,15 +460,13 @@ impl Actor {
         let (swarm_tx, swarm_rx) = mpsc::unbounded_channel();
         let spec = SwarmSpec {
             info_hash,
-            transfer: None,
             events: self.events.clone(),
             internal: self.internal_tx.clone(),
         };
-        let store = Store::Source(Arc::new(source));
         tokio::spawn(swarm_task::run_seeding(
             spec,
             manifest,
-            store,
+            Arc::new(source),
             SwarmConfig::default(),
             swarm_rx,
         ));
@@ -963,12 +961,12 @@ impl Actor {
         let (swarm_tx, swarm_rx) = mpsc::unbounded_channel();
         let spec = SwarmSpec {
             info_hash,
-            transfer: Some(transfer),
             events: self.events.clone(),
             internal: self.internal_tx.clone(),
         };
         tokio::spawn(swarm_task::run_download(
             spec,
+            transfer,
             safe_file_name(&file.name),
             file.size,
             out_dir,

@@ -34,16 +34,47 @@ const MAX_QUEUED_BYTES: usize = 32 << 20;
 
 pub(crate) struct SwarmSpec {
     pub(crate) info_hash: InfoHash,
-    pub(crate) transfer: Option<TransferId>,
     pub(crate) events: mpsc::Sender<NodeEvent>,
     pub(crate) internal: mpsc::UnboundedSender<Internal>,
 }
 
-pub(crate) enum Store {
-    /// The user's original file.
-    Source(Arc<SourceFile>),
-    /// A download; `None` until the manifest is known.
-    Part(Option<PartFile>),
+/// What a swarm task is for: serving a shared file, or downloading one.
+enum Role {
+    /// Serves the user's original file.
+    Seed {
+        /// The file, read and re-checked piece by piece.
+        source: Arc<SourceFile>,
+    },
+    /// Downloads into a `.part` file (and serves its verified pieces).
+    Download(Box<Download>),
+}
+
+/// A download's own state.
+struct Download {
+    transfer: TransferId,
+    /// Final file name (already made safe) and folder.
+    name: String,
+    dir: PathBuf,
+    /// Length from the index, until the manifest says.
+    len_bytes: u64,
+    /// `None` until the manifest is known.
+    part: Option<PartFile>,
+    /// Verified bytes found in the `.part` file at start.
+    resumed_bytes: u64,
+    /// Verified bytes received, in all and per peer.
+    fetched_bytes: u64,
+    per_peer: HashMap<NodeId, u64>,
+    resume_dirty: bool,
+    last_resume_save: Instant,
+}
+
+impl Role {
+    fn transfer(&self) -> Option<TransferId> {
+        match self {
+            Self::Seed { .. } => None,
+            Self::Download(d) => Some(d.transfer),
+        }
+    }
 }
 
 pub(crate) enum SwarmCommand {
@@ -93,25 +124,16 @@ enum Outcome {
 struct Driver {
     spec: SwarmSpec,
     swarm: Swarm,
-    store: Store,
-    /// Download only: final name and folder.
-    name: String,
-    dir: PathBuf,
-    len_bytes: u64,
+    role: Role,
     links: HashMap<LinkId, LinkEntry>,
     next_link: u64,
     io_tx: mpsc::Sender<LinkIo>,
     started: Instant,
-    resumed_bytes: u64,
-    fetched_bytes: u64,
-    per_peer: HashMap<NodeId, u64>,
     rate_window: VecDeque<(Instant, u64)>,
     /// Bytes handed to links' writers (a share's uploads).
     sent_bytes: u64,
     /// What the last upload event said (sent bytes, peers), so an idle share stays quiet.
     last_upload_report: (u64, usize),
-    resume_dirty: bool,
-    last_resume_save: Instant,
     outcome: Option<Outcome>,
 }
 
@@ -119,29 +141,21 @@ struct Driver {
 pub(crate) async fn run_seeding(
     spec: SwarmSpec,
     manifest: Manifest,
-    store: Store,
+    source: Arc<SourceFile>,
     config: SwarmConfig,
     commands: mpsc::UnboundedReceiver<SwarmCommand>,
 ) {
     let now = Instant::now().into_std();
     let have = Bitfield::full(manifest.layout().piece_count());
-    let len_bytes = manifest.layout().len_bytes();
     let swarm = Swarm::with_manifest(manifest, have, config, now);
-    let (driver, io_rx) = Driver::new(
-        spec,
-        swarm,
-        store,
-        String::new(),
-        PathBuf::new(),
-        len_bytes,
-        0,
-    );
+    let (driver, io_rx) = Driver::new(spec, swarm, Role::Seed { source });
     driver.run(commands, io_rx).await;
 }
 
 /// Downloads a file into `dir`, resuming a `.part` file of the same content there.
 pub(crate) async fn run_download(
     spec: SwarmSpec,
+    transfer: TransferId,
     name: String,
     len_bytes: u64,
     dir: PathBuf,
@@ -153,94 +167,80 @@ pub(crate) async fn run_download(
     let resumed =
         tokio::task::spawn_blocking(move || PartFile::resume(&resume_dir, info_hash)).await;
     let now = Instant::now().into_std();
-    let (swarm, store, resumed_bytes) = match resumed {
+    let (swarm, part, resumed_bytes) = match resumed {
         Ok(Ok(Some(part))) => {
             let bytes = part.manifest().layout().bytes_in(part.have());
             info!(info_hash = %info_hash.short(), pieces = part.have().count(), "resuming");
             let swarm =
                 Swarm::with_manifest(part.manifest().clone(), part.have().clone(), config, now);
-            (swarm, Store::Part(Some(part)), bytes)
+            (swarm, Some(part), bytes)
         }
-        Ok(Ok(None)) => (
-            Swarm::new_download(info_hash, config, now),
-            Store::Part(None),
-            0,
-        ),
-        Ok(Err(e)) => return fail_early(spec, e.to_string()).await,
-        Err(e) => return fail_early(spec, e.to_string()).await,
+        Ok(Ok(None)) => (Swarm::new_download(info_hash, config, now), None, 0),
+        Ok(Err(e)) => return fail_early(spec, transfer, e.to_string()).await,
+        Err(e) => return fail_early(spec, transfer, e.to_string()).await,
     };
-    if let Some(transfer) = spec.transfer {
-        let _ = spec
-            .events
-            .send(NodeEvent::DownloadStarted {
-                transfer,
-                info_hash,
-                name: name.clone(),
-                len_bytes,
-                resumed_bytes,
-            })
-            .await;
-    }
-    let (mut driver, io_rx) = Driver::new(spec, swarm, store, name, dir, len_bytes, resumed_bytes);
+    let _ = spec
+        .events
+        .send(NodeEvent::DownloadStarted {
+            transfer,
+            info_hash,
+            name: name.clone(),
+            len_bytes,
+            resumed_bytes,
+        })
+        .await;
+    let role = Role::Download(Box::new(Download {
+        transfer,
+        name,
+        dir,
+        len_bytes,
+        part,
+        resumed_bytes,
+        fetched_bytes: 0,
+        per_peer: HashMap::new(),
+        resume_dirty: false,
+        last_resume_save: Instant::now(),
+    }));
+    let (mut driver, io_rx) = Driver::new(spec, swarm, role);
     if driver.swarm.is_complete() {
         driver.outcome = Some(Outcome::Completed);
     }
     driver.run(commands, io_rx).await;
 }
 
-async fn fail_early(spec: SwarmSpec, reason: String) {
-    if let Some(transfer) = spec.transfer {
-        let _ = spec
-            .events
-            .send(NodeEvent::Failed {
-                transfer,
-                info_hash: spec.info_hash,
-                reason: reason.clone(),
-                // Opening or resuming the part file failed.
-                cause: FailureCause::Storage,
-            })
-            .await;
-    }
+async fn fail_early(spec: SwarmSpec, transfer: TransferId, reason: String) {
+    let _ = spec
+        .events
+        .send(NodeEvent::Failed {
+            transfer,
+            info_hash: spec.info_hash,
+            reason: reason.clone(),
+            // Opening or resuming the part file failed.
+            cause: FailureCause::Storage,
+        })
+        .await;
     let _ = spec.internal.send(Internal::SwarmEnded(SwarmEnded {
         info_hash: spec.info_hash,
-        transfer: spec.transfer,
+        transfer: Some(transfer),
         error: Some(reason),
         path: None,
     }));
 }
 
 impl Driver {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        spec: SwarmSpec,
-        swarm: Swarm,
-        store: Store,
-        name: String,
-        dir: PathBuf,
-        len_bytes: u64,
-        resumed_bytes: u64,
-    ) -> (Self, mpsc::Receiver<LinkIo>) {
-        let now = Instant::now();
+    fn new(spec: SwarmSpec, swarm: Swarm, role: Role) -> (Self, mpsc::Receiver<LinkIo>) {
         let (io_tx, io_rx) = mpsc::channel(IO_QUEUE);
         let driver = Self {
             spec,
             swarm,
-            store,
-            name,
-            dir,
-            len_bytes,
+            role,
             links: HashMap::new(),
             next_link: 1,
             io_tx,
-            started: now,
-            resumed_bytes,
-            fetched_bytes: 0,
-            per_peer: HashMap::new(),
+            started: Instant::now(),
             rate_window: VecDeque::new(),
             sent_bytes: 0,
             last_upload_report: (0, 0),
-            resume_dirty: false,
-            last_resume_save: now,
             outcome: None,
         };
         (driver, io_rx)
@@ -305,10 +305,12 @@ impl Driver {
                     }
                 }
                 Output::ReadPiece { link, piece } => {
-                    let read = match &self.store {
-                        Store::Source(source) => source.read_piece(piece),
-                        Store::Part(Some(part)) => part.read_piece(piece),
-                        Store::Part(None) => continue,
+                    let read = match &self.role {
+                        Role::Seed { source } => source.read_piece(piece),
+                        Role::Download(d) => match &d.part {
+                            Some(part) => part.read_piece(piece),
+                            None => continue,
+                        },
                     };
                     match read {
                         Ok(data) => self.feed(Input::PieceRead {
@@ -319,7 +321,7 @@ impl Driver {
                         Err(e) => {
                             warn!(info_hash = %self.spec.info_hash.short(), error = %e, "cannot serve a piece");
                             self.feed(Input::PieceReadFailed { link, piece });
-                            if matches!(self.store, Store::Source(_)) {
+                            if matches!(self.role, Role::Seed { .. }) {
                                 self.outcome =
                                     Some(Outcome::Failed(FailureCause::Storage, e.to_string()));
                             }
@@ -327,12 +329,15 @@ impl Driver {
                     }
                 }
                 Output::WritePiece { piece, data } => {
-                    let Store::Part(Some(part)) = &mut self.store else {
+                    let Role::Download(download) = &mut self.role else {
+                        continue;
+                    };
+                    let Some(part) = &mut download.part else {
                         continue;
                     };
                     match part.write_piece(piece, &data) {
                         Ok(()) => {
-                            self.resume_dirty = true;
+                            download.resume_dirty = true;
                             self.feed(Input::PieceWritten { piece });
                         }
                         Err(e) => {
@@ -358,11 +363,13 @@ impl Driver {
     fn on_swarm_event(&mut self, event: SwarmEvent) {
         match event {
             SwarmEvent::ManifestReady(manifest) => {
-                if let Store::Part(part @ None) = &mut self.store {
-                    match PartFile::create(&self.dir, &self.name, &manifest) {
+                if let Role::Download(d) = &mut self.role
+                    && d.part.is_none()
+                {
+                    match PartFile::create(&d.dir, &d.name, &manifest) {
                         Ok(created) => {
                             debug!(path = %created.part_path().display(), "download file created");
-                            *part = Some(created);
+                            d.part = Some(created);
                         }
                         Err(e) => {
                             self.outcome =
@@ -377,12 +384,14 @@ impl Driver {
                     .manifest()
                     .map(|m| u64::from(m.layout().piece_size(piece)))
                     .unwrap_or(0);
-                self.fetched_bytes += size;
-                *self.per_peer.entry(from).or_default() += size;
+                if let Role::Download(d) = &mut self.role {
+                    d.fetched_bytes += size;
+                    *d.per_peer.entry(from).or_default() += size;
+                }
             }
             SwarmEvent::PeerBanned { node, reason } => {
                 warn!(peer = %node.short(), %reason, "peer banned");
-                if let Some(transfer) = self.spec.transfer {
+                if let Some(transfer) = self.role.transfer() {
                     let _ = self.spec.events.try_send(NodeEvent::PeerBanned {
                         transfer,
                         peer: node,
@@ -396,7 +405,7 @@ impl Driver {
                 }
             }
             SwarmEvent::Completed => {
-                if self.spec.transfer.is_some() {
+                if matches!(self.role, Role::Download(_)) {
                     self.outcome = Some(Outcome::Completed);
                 }
             }
@@ -453,7 +462,7 @@ impl Driver {
             let data = data.clone();
             let events = self.spec.events.clone();
             let info_hash = self.spec.info_hash;
-            let transfer = self.spec.transfer;
+            let transfer = self.role.transfer();
             tokio::spawn(async move {
                 let candidate_type = data.candidate_type().await;
                 let _ = events
@@ -496,7 +505,7 @@ impl Driver {
         }
         let peer_link = entry.link;
         tokio::spawn(async move { peer_link.close().await });
-        if let Some(transfer) = self.spec.transfer {
+        if let Some(transfer) = self.role.transfer() {
             let _ = self.spec.internal.send(Internal::LinkClosed {
                 transfer,
                 peer: entry.peer,
@@ -577,41 +586,33 @@ impl Driver {
     }
 
     fn on_tick(&mut self) {
-        let Some(transfer) = self.spec.transfer else {
+        let bytes_done = self.bytes_done();
+        let peers = self.peer_count();
+        let Role::Download(d) = &mut self.role else {
             return self.report_uploads();
         };
         let now = Instant::now();
-        let rate = Self::rate(&mut self.rate_window, now, self.fetched_bytes);
+        let rate = Self::rate(&mut self.rate_window, now, d.fetched_bytes);
         let len_bytes = self
             .swarm
             .manifest()
             .map(|m| m.layout().len_bytes())
-            .unwrap_or(self.len_bytes);
+            .unwrap_or(d.len_bytes);
         let _ = self
             .spec
             .events
             .try_send(NodeEvent::DownloadProgress(DownloadProgress {
-                transfer,
+                transfer: d.transfer,
                 info_hash: self.spec.info_hash,
-                name: self.name.clone(),
-                bytes_done: self.bytes_done(),
+                name: d.name.clone(),
+                bytes_done,
                 len_bytes,
                 rate_bytes_per_sec: rate,
-                peers: self.peer_count(),
+                peers,
             }));
-        if self.resume_dirty && now.duration_since(self.last_resume_save) >= RESUME_INTERVAL {
-            self.save_resume();
+        if d.resume_dirty && now.duration_since(d.last_resume_save) >= RESUME_INTERVAL {
+            d.save_resume();
         }
-    }
-
-    fn save_resume(&mut self) {
-        if let Store::Part(Some(part)) = &mut self.store {
-            match part.save_resume() {
-                Ok(()) => self.resume_dirty = false,
-                Err(e) => warn!(error = %e, "cannot save the resume file"),
-            }
-        }
-        self.last_resume_save = Instant::now();
     }
 
     async fn finish(mut self, outcome: Outcome) {
@@ -621,34 +622,41 @@ impl Driver {
         }
         let info_hash = self.spec.info_hash;
         // `None`: stopped quietly. For a share, `Err` is why it stopped serving.
-        let result: Option<Result<PathBuf, (FailureCause, String)>> = match outcome {
-            Outcome::Completed if self.spec.transfer.is_some() => Some(
-                self.finish_file()
-                    .await
-                    .map_err(|reason| (FailureCause::Storage, reason)),
-            ),
-            Outcome::Completed | Outcome::Stopped => {
-                self.save_resume();
-                None
-            }
-            Outcome::Failed(cause, reason) => {
-                self.save_resume();
-                Some(Err((cause, reason)))
-            }
-        };
-        if let (Some(transfer), Some(result)) = (self.spec.transfer, &result) {
+        let transfer = self.role.transfer();
+        let result: Option<Result<PathBuf, (FailureCause, String)>> =
+            match (outcome, &mut self.role) {
+                (Outcome::Completed, Role::Download(d)) => Some(
+                    d.finish_file()
+                        .await
+                        .map_err(|reason| (FailureCause::Storage, reason)),
+                ),
+                (Outcome::Completed | Outcome::Stopped, role) => {
+                    if let Role::Download(d) = role {
+                        d.save_resume();
+                    }
+                    None
+                }
+                (Outcome::Failed(cause, reason), role) => {
+                    if let Role::Download(d) = role {
+                        d.save_resume();
+                    }
+                    Some(Err((cause, reason)))
+                }
+            };
+        if let (Role::Download(d), Some(result)) = (&mut self.role, &result) {
+            let transfer = d.transfer;
             let event = match result {
                 Ok(path) => {
                     info!(%transfer, path = %path.display(), "download complete");
-                    let mut per_peer: Vec<(NodeId, u64)> = self.per_peer.drain().collect();
+                    let mut per_peer: Vec<(NodeId, u64)> = d.per_peer.drain().collect();
                     per_peer.sort();
                     NodeEvent::Completed {
                         transfer,
                         info_hash,
                         path: path.clone(),
                         summary: TransferSummary {
-                            resumed_bytes: self.resumed_bytes,
-                            fetched_bytes: self.fetched_bytes,
+                            resumed_bytes: d.resumed_bytes,
+                            fetched_bytes: d.fetched_bytes,
                             per_peer_bytes: per_peer,
                             elapsed: self.started.elapsed(),
                         },
@@ -670,20 +678,32 @@ impl Driver {
         };
         let _ = self.spec.internal.send(Internal::SwarmEnded(SwarmEnded {
             info_hash,
-            transfer: self.spec.transfer,
+            transfer,
             error,
             path,
         }));
     }
+}
+
+impl Download {
+    fn save_resume(&mut self) {
+        if let Some(part) = &mut self.part {
+            match part.save_resume() {
+                Ok(()) => self.resume_dirty = false,
+                Err(e) => warn!(error = %e, "cannot save the resume file"),
+            }
+        }
+        self.last_resume_save = Instant::now();
+    }
 
     /// Moves the verified `.part` file to its final name (fsync and rename off the task).
     async fn finish_file(&mut self) -> Result<PathBuf, String> {
-        match std::mem::replace(&mut self.store, Store::Part(None)) {
-            Store::Part(Some(part)) => tokio::task::spawn_blocking(move || part.finish())
+        match self.part.take() {
+            Some(part) => tokio::task::spawn_blocking(move || part.finish())
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string())),
-            _ => Err("download finished without a file".into()),
+            None => Err("download finished without a file".into()),
         }
     }
 }
