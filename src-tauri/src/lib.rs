@@ -10,6 +10,8 @@ mod commands;
 mod core;
 mod dto;
 mod hosting;
+#[cfg(test)]
+mod ipc_contract;
 mod library;
 mod settings;
 

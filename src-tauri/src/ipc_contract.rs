@@ -1,0 +1,412 @@
+//! The IPC contract has three copies: the Rust types in `dto.rs` (what is sent), the
+//! TypeScript shapes in `docs/app-ipc.md` (what is promised) and `ui/types.d.ts` (what the
+//! UI's type check holds the code to). This test keeps them one (issue 9, item 5): every
+//! shape the document names is in `ui/types.d.ts` with the same fields, and a sample of every
+//! Rust type, serialised as the app sends it, has exactly those fields (each variant of a
+//! tagged union, each value of a string union).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+use shoal_node::Category;
+
+use crate::dto::{
+    AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, NetworkFile, PeerInfo,
+    Share, Transfer, TransferState, UiEvent, Upload,
+};
+use crate::settings::{Settings, TurnServer};
+
+/// A TypeScript shape, as far as the contract goes: field names, or variants by tag value,
+/// or string literals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Shape {
+    Object(BTreeSet<String>),
+    /// Tag value -> the variant's fields (the tag included).
+    Union(BTreeMap<String, BTreeSet<String>>),
+    Literals(BTreeSet<String>),
+}
+
+/// Drops `// ...` and `/* ... */` comments.
+fn strip_comments(src: &str) -> String {
+    let mut out = String::new();
+    let mut rest = src;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.find("*/").map_or("", |end| &r[end + 2..]);
+        } else if let Some(r) = rest.strip_prefix("//") {
+            rest = r.find('\n').map_or("", |end| &r[end..]);
+        } else {
+            let c = rest.chars().next().unwrap_or_default();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// Splits `s` at `sep` where no bracket is open.
+fn split_top(s: &str, sep: char) -> Vec<&str> {
+    let (mut depth, mut start, mut parts) = (0i32, 0, Vec::new());
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' | '[' | '(' | '<' => depth += 1,
+            '}' | ']' | ')' | '>' => depth -= 1,
+            c if c == sep && depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// The field names of an object body (`a: T; b?: U` or one per line).
+fn fields(body: &str) -> BTreeSet<String> {
+    split_top(body, ';')
+        .into_iter()
+        .flat_map(|part| split_top(part, '\n'))
+        .filter_map(|member| {
+            let (name, _) = member.split_once(':')?;
+            let name = name.trim().trim_end_matches('?');
+            (!name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_'))
+                .then(|| name.to_owned())
+        })
+        .collect()
+}
+
+/// The text between the `{` at `open` and its matching `}`; and the index after it.
+fn braced(s: &str, open: usize) -> (&str, usize) {
+    let mut depth = 0;
+    for (i, c) in s[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return (&s[open + 1..open + i], open + i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced braces after {}", &s[open..]);
+}
+
+/// Every top-level `interface X { }` and `type X = ...;` in `src`.
+fn parse(src: &str) -> BTreeMap<String, Shape> {
+    let src = strip_comments(src);
+    let mut shapes = BTreeMap::new();
+    let mut at = 0;
+    while at < src.len() {
+        let rest = &src[at..];
+        let word_start = rest.starts_with("interface ") || rest.starts_with("type ");
+        let line_start = at == 0 || src[..at].ends_with('\n');
+        if !(word_start && line_start) {
+            at += rest.chars().next().map_or(1, char::len_utf8);
+            continue;
+        }
+        if let Some(r) = rest.strip_prefix("interface ") {
+            let name: String = r.chars().take_while(|c| c.is_alphanumeric()).collect();
+            let open = at + rest.find('{').expect("interface body");
+            let (body, end) = braced(&src, open);
+            shapes.insert(name, Shape::Object(fields(body)));
+            at = end;
+        } else {
+            let r = &rest["type ".len()..];
+            let name: String = r.chars().take_while(|c| c.is_alphanumeric()).collect();
+            let eq = rest.find('=').expect("type =");
+            let mut depth = 0;
+            let end = rest[eq..]
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                    c == ';' && depth == 0
+                })
+                .map_or(rest.len(), |(i, _)| eq + i);
+            let body = &rest[eq + 1..end];
+            let variants: Vec<&str> = split_top(body, '|')
+                .into_iter()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect();
+            let shape = if variants.iter().all(|v| v.starts_with('{')) {
+                let mut union = BTreeMap::new();
+                for v in variants {
+                    let inner = v.trim_start_matches('{').trim_end_matches('}');
+                    let first = split_top(inner, ';')[0];
+                    let tag = first
+                        .split_once(':')
+                        .map(|(_, t)| t.trim().trim_matches('"').to_owned())
+                        .unwrap_or_default();
+                    union.insert(tag, fields(inner));
+                }
+                Shape::Union(union)
+            } else if variants.iter().all(|v| v.starts_with('"')) {
+                Shape::Literals(
+                    variants
+                        .iter()
+                        .map(|v| v.trim_matches('"').to_owned())
+                        .collect(),
+                )
+            } else {
+                at += end;
+                continue; // an alias of another type: not part of the contract's shapes
+            };
+            shapes.insert(name, shape);
+            at += end;
+        }
+    }
+    shapes
+}
+
+/// The ```ts block of docs/app-ipc.md.
+fn doc_shapes() -> BTreeMap<String, Shape> {
+    let doc = include_str!("../../docs/app-ipc.md");
+    let start = doc.find("```ts\n").expect("a ts block") + "```ts\n".len();
+    let end = start + doc[start..].find("```").expect("closed");
+    parse(&doc[start..end])
+}
+
+fn keys(value: &impl Serialize) -> BTreeSet<String> {
+    match serde_json::to_value(value).expect("serialises") {
+        serde_json::Value::Object(map) => map.keys().cloned().collect(),
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn union<T: Serialize>(tag: &str, samples: &[T]) -> Shape {
+    Shape::Union(
+        samples
+            .iter()
+            .map(|s| {
+                let value = serde_json::to_value(s).expect("serialises");
+                let name = value[tag].as_str().expect("tagged").to_owned();
+                (name, keys(s))
+            })
+            .collect(),
+    )
+}
+
+fn literals<T: Serialize>(samples: &[T]) -> Shape {
+    Shape::Literals(
+        samples
+            .iter()
+            .map(|s| {
+                serde_json::to_value(s)
+                    .expect("serialises")
+                    .as_str()
+                    .expect("a string")
+                    .to_owned()
+            })
+            .collect(),
+    )
+}
+
+/// What the app sends, one sample of each shape (every optional field set).
+fn rust_shapes() -> BTreeMap<String, Shape> {
+    let upload = Upload::default();
+    let share = Share {
+        info_hash: "00".into(),
+        name: "a".into(),
+        path: PathBuf::from("/a"),
+        size: 1,
+        mime: "video/mp4".into(),
+        category: Category::Video,
+        missing: Some("gone".into()),
+        upload: upload.clone(),
+    };
+    let hashing = Hashing {
+        path: PathBuf::from("/a"),
+        name: "a".into(),
+        bytes_done: 0,
+        len_bytes: 1,
+    };
+    let mut transfer = Transfer::new(1, "00".into(), "a.mp4".into(), 1);
+    transfer.eta_secs = Some(1);
+    transfer.path = Some(PathBuf::from("/a"));
+    transfer.error = Some("no".into());
+    let peer = PeerInfo {
+        peer: "p".into(),
+        candidate_type: "host".into(),
+    };
+    transfer.peers.push(peer.clone());
+    let entry = LogEntry::new("info", "m");
+    let hosting = HostingInfo {
+        listening: "0.0.0.0:1".into(),
+        share_urls: vec!["ws://10.0.0.1:1".into()],
+    };
+    let problem = HostingProblem {
+        message: "m".into(),
+        port: 1,
+        free_port: Some(2),
+    };
+    let connection = Connection::Connecting {
+        url: "ws://a".into(),
+    };
+    let settings = Settings::default();
+    let state = AppState {
+        settings: settings.clone(),
+        connection: connection.clone(),
+        hosting: Some(hosting.clone()),
+        hosting_problem: Some(problem.clone()),
+        shares: vec![share.clone()],
+        hashing: vec![hashing.clone()],
+        transfers: vec![transfer.clone()],
+        log: vec![entry.clone()],
+    };
+    let network_file = NetworkFile {
+        info_hash: "00".into(),
+        name: "a".into(),
+        size: 1,
+        mime: "video/mp4".into(),
+        category: Category::Video,
+        holders: 1,
+        mine: false,
+    };
+    let events = [
+        UiEvent::Connection {
+            connection: connection.clone(),
+        },
+        UiEvent::Hosting {
+            hosting: Some(hosting.clone()),
+            problem: Some(problem.clone()),
+        },
+        UiEvent::Hashing {
+            hashing: hashing.clone(),
+        },
+        UiEvent::Shared {
+            share: share.clone(),
+        },
+        UiEvent::Unshared {
+            info_hash: "00".into(),
+            reason: Some("r".into()),
+            path: Some(PathBuf::from("/a")),
+        },
+        UiEvent::IndexChanged,
+        UiEvent::Upload {
+            upload: upload.clone(),
+        },
+        UiEvent::Transfer {
+            transfer: transfer.clone(),
+        },
+        UiEvent::Log {
+            entry: entry.clone(),
+        },
+        UiEvent::Notice {
+            entry: entry.clone(),
+        },
+        UiEvent::Settings {
+            settings: settings.clone(),
+        },
+    ];
+    let connections = [
+        connection,
+        Connection::Connected {
+            url: "ws://a".into(),
+            node_id: "n".into(),
+            short_id: "n".into(),
+        },
+        Connection::Disconnected {
+            url: "ws://a".into(),
+            reason: "r".into(),
+            retry_in_secs: 1,
+        },
+    ];
+    let turn = TurnServer {
+        url: "turn:a".into(),
+        username: "u".into(),
+        credential: "c".into(),
+    };
+    BTreeMap::from([
+        ("AppState".into(), Shape::Object(keys(&state))),
+        ("Settings".into(), Shape::Object(keys(&settings))),
+        ("TurnServer".into(), Shape::Object(keys(&turn))),
+        ("Share".into(), Shape::Object(keys(&share))),
+        ("Upload".into(), Shape::Object(keys(&upload))),
+        ("Hashing".into(), Shape::Object(keys(&hashing))),
+        ("Hosting".into(), Shape::Object(keys(&hosting))),
+        ("HostingProblem".into(), Shape::Object(keys(&problem))),
+        ("NetworkFile".into(), Shape::Object(keys(&network_file))),
+        ("PeerInfo".into(), Shape::Object(keys(&peer))),
+        ("Transfer".into(), Shape::Object(keys(&transfer))),
+        ("LogEntry".into(), Shape::Object(keys(&entry))),
+        ("Connection".into(), union("state", &connections)),
+        ("UiEvent".into(), union("kind", &events)),
+        (
+            "Category".into(),
+            literals(&[
+                Category::Audio,
+                Category::Video,
+                Category::Image,
+                Category::Other,
+            ]),
+        ),
+        (
+            "TransferState".into(),
+            literals(&[
+                TransferState::Running,
+                TransferState::Waiting,
+                TransferState::Completed,
+                TransferState::Failed,
+                TransferState::Cancelled,
+            ]),
+        ),
+    ])
+}
+
+#[test]
+fn the_document_the_ui_types_and_the_rust_types_agree() {
+    let doc = doc_shapes();
+    let ui = parse(include_str!("../../ui/types.d.ts"));
+    let rust = rust_shapes();
+    assert!(
+        doc.len() >= 10,
+        "docs/app-ipc.md's ts block: {:?}",
+        doc.keys()
+    );
+    for (name, shape) in &doc {
+        assert_eq!(
+            ui.get(name),
+            Some(shape),
+            "{name}: docs/app-ipc.md and ui/types.d.ts differ"
+        );
+        assert_eq!(
+            rust.get(name),
+            Some(shape),
+            "{name}: docs/app-ipc.md and what the app sends (dto.rs) differ"
+        );
+    }
+    for (name, shape) in &rust {
+        if let Some(ui_shape) = ui.get(name) {
+            assert_eq!(ui_shape, shape, "{name}: ui/types.d.ts and dto.rs differ");
+        } else {
+            panic!("{name} is sent by the app but ui/types.d.ts does not declare it");
+        }
+    }
+}
+
+#[test]
+fn the_parser_reads_the_shapes_it_checks() {
+    let shapes = parse(
+        "interface A { a: string; b?: { c: number } | null; // d: x\n  e: F[] }\n\
+         type U =\n  | { kind: \"x\"; y: number }\n  | { kind: \"z\" };\n\
+         type L = \"p\" | \"q\";\n",
+    );
+    let set = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+    assert_eq!(shapes["A"], Shape::Object(set(&["a", "b", "e"])));
+    assert_eq!(
+        shapes["U"],
+        Shape::Union(BTreeMap::from([
+            ("x".into(), set(&["kind", "y"])),
+            ("z".into(), set(&["kind"])),
+        ]))
+    );
+    assert_eq!(shapes["L"], Shape::Literals(set(&["p", "q"])));
+}
