@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::announce::AnnouncePacer;
 use crate::events::{ConnectionState, NodeEvent, SharedFile, TransferId};
 use crate::media::MediaServer;
+use crate::policy::{GiveUp, HolderPolicy};
 use crate::signaling::{self, SignalingEvent};
 use crate::swarm_task::{self, SwarmCommand, SwarmEnded, SwarmSpec};
 use crate::{Command, NodeConfig, NodeError};
@@ -94,59 +95,11 @@ struct Share {
     waiting: Vec<oneshot::Sender<Result<SharedFile, NodeError>>>,
 }
 
-#[derive(Default)]
-struct PeerSlots {
-    live: usize,
-    pending: usize,
-    /// Times this holder failed this download: a connection that did not open, or links that
-    /// all ended by the peer's fault (stalled, broke the protocol, closed). Never reset by a
-    /// delivered piece, or a peer that sends one good piece and then stalls would be
-    /// reconnected forever. A holder is given up after [`MAX_PEER_FAILURES`].
-    failures: u32,
-    /// Not tried again before this (exponential backoff after each failure).
-    retry_at: Option<Instant>,
-}
-
-impl PeerSlots {
-    fn fail(&mut self, now: Instant) {
-        self.failures += 1;
-        let backoff = FIRST_BACKOFF * 2u32.saturating_pow(self.failures.saturating_sub(1));
-        self.retry_at = Some(now + backoff.min(MAX_BACKOFF));
-    }
-
-    /// Whether this holder may be tried now (not given up, not backing off).
-    fn may_try(&self, now: Instant) -> bool {
-        self.failures < MAX_PEER_FAILURES && self.retry_at.is_none_or(|t| t <= now)
-    }
-
-    /// Whether a retry is still to come.
-    fn waiting(&self, now: Instant) -> bool {
-        self.failures < MAX_PEER_FAILURES && self.retry_at.is_some_and(|t| t > now)
-    }
-}
-
-/// Failures after which a holder is not tried again by a download (issue 8: a peer that
-/// delivered one piece and then stalled made `shoal get` reconnect 80 times in 120 s).
-const MAX_PEER_FAILURES: u32 = 3;
-/// Wait before retrying a holder after its first failure; doubled after each further one.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest wait between retries of one holder.
-const MAX_BACKOFF: Duration = Duration::from_secs(16);
-
 struct Download {
     info_hash: InfoHash,
     swarm: mpsc::UnboundedSender<SwarmCommand>,
-    peers: HashMap<NodeId, PeerSlots>,
-    banned: HashSet<NodeId>,
-    last_failure: Option<String>,
-    /// Refreshes in a row that found no link, no pending connection and no new holder.
-    hopeless_refreshes: u32,
-}
-
-impl Download {
-    fn active(&self) -> usize {
-        self.peers.values().map(|p| p.live + p.pending).sum()
-    }
+    /// Which holders to connect to, when to retry, when to give up.
+    policy: HolderPolicy,
 }
 
 struct Actor {
@@ -847,9 +800,7 @@ impl Actor {
                 if let Some(t) = transfer
                     && let Some(d) = self.downloads.get_mut(&t)
                 {
-                    let slots = d.peers.entry(peer).or_default();
-                    slots.pending = slots.pending.saturating_sub(1);
-                    slots.live += 1;
+                    d.policy.link_ready(peer);
                 }
                 if transfer.is_none() {
                     self.inbound_done(peer);
@@ -894,12 +845,7 @@ impl Actor {
                 if let Some(t) = transfer
                     && let Some(d) = self.downloads.get_mut(&t)
                 {
-                    let slots = d.peers.entry(peer).or_default();
-                    slots.pending = slots.pending.saturating_sub(1);
-                    if slots.live + slots.pending == 0 {
-                        slots.fail(Instant::now());
-                    }
-                    d.last_failure = Some(format!("connecting to {}: {reason}", peer.short()));
+                    d.policy.connect_failed(peer, &reason, Instant::now());
                 }
             }
             Internal::LinkClosed {
@@ -908,17 +854,8 @@ impl Actor {
                 failure,
             } => {
                 if let Some(d) = self.downloads.get_mut(&transfer) {
-                    let slots = d.peers.entry(peer).or_default();
-                    slots.live = slots.live.saturating_sub(1);
-                    if let Some(failure) = failure {
-                        // One failure per episode: the peer's last link is gone.
-                        if slots.live + slots.pending == 0 {
-                            slots.fail(Instant::now());
-                        }
-                        if !d.banned.contains(&peer) {
-                            d.last_failure = Some(format!("peer {} {failure}", peer.short()));
-                        }
-                    }
+                    d.policy
+                        .link_closed(peer, failure.as_deref(), Instant::now());
                 }
             }
             Internal::PeerBanned {
@@ -927,8 +864,7 @@ impl Actor {
                 reason,
             } => {
                 if let Some(d) = self.downloads.get_mut(&transfer) {
-                    d.banned.insert(peer);
-                    d.last_failure = Some(format!("peer {} banned: {reason}", peer.short()));
+                    d.policy.banned(peer, &reason);
                 }
             }
             Internal::SwarmEnded(ended) => self.on_swarm_ended(ended).await,
@@ -982,10 +918,10 @@ impl Actor {
             Download {
                 info_hash,
                 swarm: swarm_tx,
-                peers: HashMap::new(),
-                banned: HashSet::new(),
-                last_failure: None,
-                hopeless_refreshes: 0,
+                policy: HolderPolicy::new(
+                    self.config.connections_per_peer,
+                    self.config.max_peers_per_download,
+                ),
             },
         );
         self.connect_holders(transfer, &holders);
@@ -993,38 +929,16 @@ impl Actor {
     }
 
     /// Opens connections to holders the download is not yet connected to.
-    fn connect_holders(&mut self, transfer: TransferId, holders: &[NodeId]) -> usize {
-        let per_peer = self.config.connections_per_peer.max(1);
-        let max_peers = self.config.max_peers_per_download.max(1);
+    fn connect_holders(&mut self, transfer: TransferId, holders: &[NodeId]) {
+        let me = self.node_id;
+        let holders: Vec<NodeId> = holders.iter().copied().filter(|h| Some(*h) != me).collect();
         let Some(d) = self.downloads.get_mut(&transfer) else {
-            return 0;
+            return;
         };
         let info_hash = d.info_hash;
-        let mut to_open = Vec::new();
-        let mut peers_in_use = d.peers.values().filter(|p| p.live + p.pending > 0).count();
-        let now = Instant::now();
-        for &holder in holders {
-            if d.banned.contains(&holder) || Some(holder) == self.node_id {
-                continue;
-            }
-            let slots = d.peers.entry(holder).or_default();
-            if slots.live + slots.pending > 0 || !slots.may_try(now) {
-                continue;
-            }
-            if peers_in_use >= max_peers {
-                break;
-            }
-            peers_in_use += 1;
-            slots.pending += per_peer;
-            for _ in 0..per_peer {
-                to_open.push(holder);
-            }
-        }
-        let opened = to_open.len();
-        for peer in to_open {
+        for peer in d.policy.holders_found(&holders, Instant::now()) {
             self.connect(transfer, info_hash, peer);
         }
-        opened
     }
 
     fn refresh_downloads(&mut self) {
@@ -1045,31 +959,33 @@ impl Actor {
     }
 
     async fn on_refresh(&mut self, transfer: TransferId, file: Option<IndexedFile>) {
-        let holders = file.map(|f| f.holders).unwrap_or_default();
-        let opened = self.connect_holders(transfer, &holders);
+        let me = self.node_id;
+        let holders: Vec<NodeId> = file
+            .map(|f| f.holders)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| Some(*h) != me)
+            .collect();
         let Some(d) = self.downloads.get_mut(&transfer) else {
             return;
         };
-        let now = Instant::now();
-        if opened == 0 && d.active() == 0 && !d.peers.values().any(|p| p.waiting(now)) {
-            d.hopeless_refreshes += 1;
-        } else {
-            d.hopeless_refreshes = 0;
-        }
-        // Two refreshes in a row (about 6 s) with no link, nothing pending and no holder to try.
-        if d.hopeless_refreshes >= 2 {
-            let reason = match &d.last_failure {
-                Some(last) => NodeError::SourcesFailed {
-                    info_hash: d.info_hash,
-                    last_reason: last.clone(),
+        let info_hash = d.info_hash;
+        match d.policy.refreshed(&holders, Instant::now()) {
+            Ok(open) => {
+                for peer in open {
+                    self.connect(transfer, info_hash, peer);
                 }
-                .to_string(),
-                None => NodeError::NoHolders {
-                    info_hash: d.info_hash,
-                }
-                .to_string(),
-            };
-            let _ = d.swarm.send(SwarmCommand::Fail(reason));
+            }
+            Err(give_up) => {
+                let reason = match give_up {
+                    GiveUp::SourcesFailed { last_reason } => NodeError::SourcesFailed {
+                        info_hash,
+                        last_reason,
+                    },
+                    GiveUp::NoHolders => NodeError::NoHolders { info_hash },
+                };
+                let _ = d.swarm.send(SwarmCommand::Fail(reason.to_string()));
+            }
         }
     }
 

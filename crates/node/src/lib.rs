@@ -18,6 +18,7 @@ mod error;
 mod events;
 mod media;
 mod media_type;
+mod policy;
 mod signaling;
 mod swarm_task;
 
