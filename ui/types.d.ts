@@ -104,11 +104,19 @@ interface Transfer {
   peers: PeerInfo[];
   /** Final file once completed. */
   path: string | null;
-  /** Why it failed, in words. */
-  error: string | null;
+  /** Why it waits or stopped; null while running, done or cancelled. */
+  problem: Problem | null;
   category: Category;
   mime: string;
 }
+
+/** Why a download waits or stopped; the UI words it from `kind` and the state. */
+type Problem =
+  | { kind: "noServer" }
+  | { kind: "sharerGone" }
+  | { kind: "notResumed" }
+  | { kind: "storage" }
+  | { kind: "other"; message: string };
 
 type LogLevel = "info" | "warn" | "error";
 

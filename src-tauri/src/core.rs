@@ -17,7 +17,7 @@ use tauri_plugin_notification::NotificationExt;
 use tokio::sync::mpsc;
 
 use crate::dto::{
-    AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, PeerInfo, Share,
+    AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, PeerInfo, Problem, Share,
     Transfer, TransferState, UiError, UiEvent, Upload,
 };
 use crate::hosting::Hosting;
@@ -120,7 +120,7 @@ impl AppCore {
             let mut t = remembered.to_transfer();
             if crate::library::resumable(remembered) {
                 t.state = TransferState::Waiting;
-                t.error = Some(WAITING_FOR_SERVER.into());
+                t.problem = Some(Problem::NoServer);
                 hold_or_release(&mut t, settings.resume_downloads);
             }
             out_dirs.insert(t.id, remembered.out_dir.clone());
@@ -236,10 +236,12 @@ impl AppCore {
                     && t.state == TransferState::Waiting
                 {
                     match waiting_reason(&e) {
-                        Some(reason) => t.error = Some(reason.into()),
+                        Some(problem) => t.problem = Some(problem),
                         None => {
                             t.state = TransferState::Failed;
-                            t.error = Some(e.to_string());
+                            t.problem = Some(Problem::Other {
+                                message: e.to_string(),
+                            });
                         }
                     }
                     let transfer = t.clone();
@@ -311,7 +313,7 @@ impl AppCore {
         };
         if t.state == TransferState::Waiting {
             t.state = TransferState::Cancelled;
-            t.error = None;
+            t.problem = None;
             let transfer = t.clone();
             self.emit(&mut view, UiEvent::Transfer { transfer });
             self.save_transfers(&view);
@@ -343,7 +345,7 @@ impl AppCore {
                 .parse::<InfoHash>()
                 .map_err(|e| UiError::new("internal", e.to_string()))?;
             t.state = TransferState::Waiting;
-            t.error = Some(WAITING_FOR_SERVER.into());
+            t.problem = Some(Problem::NoServer);
             let transfer = t.clone();
             self.emit(&mut view, UiEvent::Transfer { transfer });
             (info_hash, dir)
@@ -787,7 +789,7 @@ impl AppCore {
                     t.rate_bytes_per_sec = 0.0;
                     t.eta_secs = None;
                     t.peers.clear();
-                    t.error = Some(WAITING_FOR_SERVER.into());
+                    t.problem = Some(Problem::NoServer);
                     hold_or_release(t, settings.resume_downloads);
                     t.clone()
                 })
@@ -1026,27 +1028,22 @@ impl AppCore {
                 let Some(t) = id.and_then(|id| view.transfers.get_mut(&id)) else {
                     return;
                 };
-                // Words chosen from the cause; the node's sentence goes to the log.
-                let (state, words) = match cause {
+                // The UI words it from the kind; the node's sentence goes to the log.
+                let (state, problem) = match cause {
                     FailureCause::Cancelled => (TransferState::Cancelled, None),
                     // The sharer left (or every sharer failed): wait for one to come back
                     // and resume by itself, unless the user turned that off.
                     FailureCause::NoSource if resume => {
-                        (TransferState::Waiting, Some(SHARER_GONE_WAITING))
+                        (TransferState::Waiting, Some(Problem::SharerGone))
                     }
-                    FailureCause::NoSource => (TransferState::Failed, Some(SHARER_GONE)),
-                    FailureCause::Storage => (
-                        TransferState::Failed,
-                        Some(
-                            "The file could not be written (is the disk full?). Free some space, then Try again.",
-                        ),
-                    ),
+                    FailureCause::NoSource => (TransferState::Failed, Some(Problem::SharerGone)),
+                    FailureCause::Storage => (TransferState::Failed, Some(Problem::Storage)),
                 };
                 t.state = state;
                 t.rate_bytes_per_sec = 0.0;
                 t.eta_secs = None;
                 t.peers.clear();
-                t.error = words.map(str::to_owned);
+                t.problem = problem;
                 let transfer = t.clone();
                 let name = transfer.name.clone();
                 self.emit(&mut view, UiEvent::Transfer { transfer });
@@ -1157,55 +1154,36 @@ fn files_in(dir: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
-/// A download whose sharers all left, when it resumes by itself.
-const SHARER_GONE_WAITING: &str =
-    "The sharer stopped sharing or went offline; Shoal will resume when it is back";
-/// The same when resuming by itself is off.
-const SHARER_GONE: &str = "The sharer stopped sharing or went offline. Try again when it is back";
-
-/// A download not resumed because resuming by itself is off.
-const NOT_RESUMED: &str =
-    "Not resumed: resuming by itself is off in Settings. Try again to resume it";
-
 /// Applies "resume downloads by themselves" to one download: off, a waiting download stops
 /// (failed, with Try again, saying why); on, a download it stopped waits again (and
 /// [`Core::resume_waiting`] starts it). True when `t` changed.
 fn hold_or_release(t: &mut Transfer, resume: bool) -> bool {
-    let error = t.error.as_deref();
     if !resume && t.state == TransferState::Waiting {
         t.state = TransferState::Failed;
-        t.error = Some(
-            if error == Some(SHARER_GONE_WAITING) {
-                SHARER_GONE
-            } else {
-                NOT_RESUMED
-            }
-            .into(),
-        );
+        if t.problem != Some(Problem::SharerGone) {
+            t.problem = Some(Problem::NotResumed);
+        }
         return true;
     }
     if resume
         && t.state == TransferState::Failed
-        && (error == Some(SHARER_GONE) || error == Some(NOT_RESUMED))
+        && matches!(t.problem, Some(Problem::SharerGone | Problem::NotResumed))
     {
         t.state = TransferState::Waiting;
-        t.error = Some(WAITING_FOR_SERVER.into());
+        t.problem = Some(Problem::NoServer);
         return true;
     }
     false
 }
 
-/// The first words of a waiting download's card, before the server answers.
-const WAITING_FOR_SERVER: &str = "Waiting for the signaling server";
-
 /// Why a download waits instead of failing, when `e` is worth waiting out.
-fn waiting_reason(e: &NodeError) -> Option<&'static str> {
+fn waiting_reason(e: &NodeError) -> Option<Problem> {
     match e {
         NodeError::UnknownInfoHash { .. }
         | NodeError::NoHolders { .. }
-        | NodeError::SourcesFailed { .. } => Some(SHARER_GONE_WAITING),
+        | NodeError::SourcesFailed { .. } => Some(Problem::SharerGone),
         NodeError::NotConnected { .. } | NodeError::Timeout { .. } | NodeError::Stopped => {
-            Some(WAITING_FOR_SERVER)
+            Some(Problem::NoServer)
         }
         _ => None,
     }

@@ -194,6 +194,27 @@ pub enum TransferState {
     Cancelled,
 }
 
+/// Why a download waits or stopped (`Problem` in docs/app-ipc.md). The UI chooses its words
+/// from the kind and the transfer's state; only `other` carries a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Problem {
+    /// The signaling server is not reached (yet).
+    NoServer,
+    /// No sharer is online: the sharer stopped sharing or went offline, or every sharer
+    /// failed.
+    SharerGone,
+    /// Not resumed, because resuming by itself is off in Settings.
+    NotResumed,
+    /// The file could not be created or written (a full disk, most often).
+    Storage,
+    /// Anything else, in words.
+    Other {
+        /// The sentence (inert: it may quote names from the network).
+        message: String,
+    },
+}
+
 /// `Transfer`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -218,8 +239,8 @@ pub struct Transfer {
     pub peers: Vec<PeerInfo>,
     /// The finished file.
     pub path: Option<PathBuf>,
-    /// Why it failed.
-    pub error: Option<String>,
+    /// Why it waits or stopped; `None` while running, done or cancelled.
+    pub problem: Option<Problem>,
     /// Category (from the name).
     pub category: Category,
     /// MIME type (from the name).
@@ -246,7 +267,7 @@ impl Transfer {
             eta_secs: None,
             peers: Vec::new(),
             path: None,
-            error: None,
+            problem: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use shoal_node::Category;
 
 use crate::dto::{
     AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, NetworkFile, PeerInfo,
-    Share, Transfer, TransferState, UiEvent, Upload,
+    Problem, Share, Transfer, TransferState, UiEvent, Upload,
 };
 use crate::settings::{Settings, TurnServer};
 
@@ -231,7 +231,7 @@ fn rust_shapes() -> BTreeMap<String, Shape> {
     let mut transfer = Transfer::new(1, "00".into(), "a.mp4".into(), 1);
     transfer.eta_secs = Some(1);
     transfer.path = Some(PathBuf::from("/a"));
-    transfer.error = Some("no".into());
+    transfer.problem = Some(Problem::SharerGone);
     let peer = PeerInfo {
         peer: "p".into(),
         candidate_type: "host".into(),
@@ -338,6 +338,21 @@ fn rust_shapes() -> BTreeMap<String, Shape> {
         ("Transfer".into(), Shape::Object(keys(&transfer))),
         ("LogEntry".into(), Shape::Object(keys(&entry))),
         ("Connection".into(), union("state", &connections)),
+        (
+            "Problem".into(),
+            union(
+                "kind",
+                &[
+                    Problem::NoServer,
+                    Problem::SharerGone,
+                    Problem::NotResumed,
+                    Problem::Storage,
+                    Problem::Other {
+                        message: "m".into(),
+                    },
+                ],
+            ),
+        ),
         ("UiEvent".into(), union("kind", &events)),
         (
             "Category".into(),

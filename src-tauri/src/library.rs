@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use shoal_node::Category;
 
-use crate::dto::{Share, Transfer, TransferState};
+use crate::dto::{Problem, Share, Transfer, TransferState};
 
 /// One share as remembered: enough to share it again and to show it when its file is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,8 +64,9 @@ pub struct RememberedTransfer {
     pub bytes_done: u64,
     /// The finished file.
     pub path: Option<PathBuf>,
-    /// Why it failed.
-    pub error: Option<String>,
+    /// Why it waits or stopped.
+    #[serde(default)]
+    pub problem: Option<Problem>,
     /// Category.
     pub category: Category,
     /// MIME type.
@@ -84,7 +85,7 @@ impl RememberedTransfer {
             len_bytes: t.len_bytes,
             bytes_done: t.bytes_done,
             path: t.path.clone(),
-            error: t.error.clone(),
+            problem: t.problem.clone(),
             category: t.category,
             mime: t.mime.clone(),
         }
@@ -103,7 +104,7 @@ impl RememberedTransfer {
             eta_secs: None,
             peers: Vec::new(),
             path: self.path.clone(),
-            error: self.error.clone(),
+            problem: self.problem.clone(),
             category: self.category,
             mime: self.mime.clone(),
         }

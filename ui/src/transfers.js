@@ -91,7 +91,7 @@ export function startPending(id, file) {
     etaSecs: null,
     peers: [],
     path: null,
-    error: null,
+    problem: null,
     category: file.category,
     mime: file.mime,
   }, false);
@@ -139,7 +139,33 @@ export function upsertTransfer(transfer, announce = true) {
 /** @param {Transfer} t */
 function announceState(t) {
   if (t.state === "completed") toast(`Downloaded “${t.name}”`, "success");
-  if (t.state === "failed") toast(`“${t.name}” failed: ${t.error ?? "unknown reason"}`, "error");
+  if (t.state === "failed") toast(`“${t.name}” failed: ${problemText(t)}`, "error");
+}
+
+/**
+ * Why a download waits or stopped, in words chosen from the problem's kind and the state.
+ * @param {Transfer} t
+ * @returns {string}
+ */
+function problemText(t) {
+  const waiting = t.state === "waiting";
+  const p = t.problem;
+  switch (p?.kind) {
+    case "noServer":
+      return "Waiting for the signaling server";
+    case "sharerGone":
+      return waiting
+        ? "The sharer stopped sharing or went offline; Shoal will resume when it is back"
+        : "The sharer stopped sharing or went offline. Try again when it is back";
+    case "notResumed":
+      return "Not resumed: resuming by itself is off in Settings. Try again to resume it";
+    case "storage":
+      return "The file could not be written (is the disk full?). Free some space, then Try again.";
+    case "other":
+      return p.message;
+    default:
+      return waiting ? "Waiting for the sharer" : "The download failed.";
+  }
 }
 
 function refreshChrome() {
@@ -205,9 +231,9 @@ function transferCard(t) {
     t.state === "running" ? h("div", { class: "transfer-stats" }) : null,
     t.state === "running" ? h("ul", { class: "peer-list", "aria-label": "Peers" }) : null,
     t.state === "failed"
-      ? h("p", { class: "transfer-error" }, [icon("alert"), h("span", { text: t.error ?? "The download failed." })])
+      ? h("p", { class: "transfer-error" }, [icon("alert"), h("span", { text: problemText(t) })])
       : null,
-    t.state === "waiting" ? h("p", { class: "transfer-note", text: t.error ?? "Waiting for the sharer" }) : null,
+    t.state === "waiting" ? h("p", { class: "transfer-note", text: problemText(t) }) : null,
     h("p", { class: "action-status", role: "status", hidden: true }),
     actions.length ? h("div", { class: "transfer-actions" }, actions) : null,
   ]);
@@ -271,7 +297,7 @@ function updateCard(el, t) {
   }
 
   const note = el.querySelector(".transfer-note");
-  if (note && t.state === "waiting") setText(note, t.error ?? "Waiting for the sharer");
+  if (note && t.state === "waiting") setText(note, problemText(t));
 
   const bar = el.querySelector(".progress");
   const fill = el.querySelector(".progress-fill");
