@@ -684,10 +684,6 @@ impl AppCore {
     /// Invalid settings, or they cannot be saved.
     pub async fn apply_settings(self: &Arc<Self>, settings: Settings) -> Result<AppState, UiError> {
         settings.validate()?;
-        let check = settings.clone();
-        tauri::async_runtime::spawn_blocking(move || check.check_download_dir())
-            .await
-            .map_err(|e| UiError::new("settings", e.to_string()))??;
         let mut inner = self.inner.lock().await;
         // Hosting on a port another program holds would save settings that host nothing:
         // refuse before saving, and name a free port.
@@ -707,6 +703,14 @@ impl AppCore {
                 ),
             };
             return Err(UiError::new("settings", message));
+        }
+        // A new download folder must be usable (created if missing); an unchanged one is not
+        // checked, so a folder on a drive that is away does not block other settings.
+        if settings.download_dir != inner.settings.download_dir {
+            let check = settings.clone();
+            tauri::async_runtime::spawn_blocking(move || check.check_download_dir())
+                .await
+                .map_err(|e| UiError::new("settings", e.to_string()))??;
         }
         settings.save(&self.dirs.config)?;
         let old = inner.settings.clone();

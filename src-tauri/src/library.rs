@@ -67,6 +67,9 @@ pub struct RememberedTransfer {
     /// Why it waits or stopped.
     #[serde(default)]
     pub problem: Option<Problem>,
+    /// The sentence files written before `problem` existed carry; read, never written.
+    #[serde(default, skip_serializing)]
+    pub error: Option<String>,
     /// Category.
     pub category: Category,
     /// MIME type.
@@ -86,6 +89,7 @@ impl RememberedTransfer {
             bytes_done: t.bytes_done,
             path: t.path.clone(),
             problem: t.problem.clone(),
+            error: None,
             category: t.category,
             mime: t.mime.clone(),
         }
@@ -104,7 +108,10 @@ impl RememberedTransfer {
             eta_secs: None,
             peers: Vec::new(),
             path: self.path.clone(),
-            problem: self.problem.clone(),
+            problem: self
+                .problem
+                .clone()
+                .or_else(|| self.error.clone().map(|message| Problem::Other { message })),
             category: self.category,
             mime: self.mime.clone(),
         }

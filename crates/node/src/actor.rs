@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::announce::AnnouncePacer;
-use crate::events::{ConnectionState, NodeEvent, SharedFile, TransferId};
+use crate::events::{ConnectionState, DownloadProgress, NodeEvent, SharedFile, TransferId};
 use crate::media::MediaServer;
 use crate::policy::{GiveUp, HolderPolicy};
 use crate::signaling::{self, SignalingEvent};
@@ -100,6 +100,15 @@ struct Download {
     swarm: mpsc::UnboundedSender<SwarmCommand>,
     /// Which holders to connect to, when to retry, when to give up.
     policy: HolderPolicy,
+    /// Its last progress, written by its swarm task; `None` once it ended.
+    status: SharedStatus,
+}
+
+/// A download's progress as its swarm task last reported it, for [`NodeHandle::transfers`].
+pub(crate) type SharedStatus = Arc<std::sync::Mutex<Option<DownloadProgress>>>;
+
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 struct Actor {
@@ -167,7 +176,8 @@ pub(crate) async fn run(
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let announce_at = actor.pacer.next_send();
+        // Only while connected: offline, nothing may be sent (and `Connected` announces all).
+        let announce_at = actor.node_id.and(actor.pacer.next_send());
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Shutdown { reply }) => {
@@ -241,11 +251,14 @@ impl Actor {
                 let _ = reply.send(Err(error()));
             }
             Pending::Announce(hashes) => {
-                for h in hashes {
-                    if let Some(share) = self.shares.get_mut(&h) {
+                for h in &hashes {
+                    if let Some(share) = self.shares.get_mut(h) {
                         share.announced = false;
                     }
                 }
+                // Not sent (the queue to the server was full) or lost with the connection:
+                // queued again (a new connection resets the queue and announces all).
+                self.pacer.refused(Instant::now(), hashes);
             }
             Pending::Refresh(_) => {}
         }
@@ -260,6 +273,15 @@ impl Actor {
                 let result = self.unshare(info_hash, None).await;
                 let _ = reply.send(result);
             }
+            Command::Transfers { reply } => {
+                let mut list: Vec<DownloadProgress> = self
+                    .downloads
+                    .values()
+                    .filter_map(|d| lock(&d.status).clone())
+                    .collect();
+                list.sort_by_key(|p| p.transfer);
+                let _ = reply.send(list);
+            }
             Command::Shares { reply } => {
                 let mut files: Vec<SharedFile> =
                     self.shares.values().map(|s| s.file.clone()).collect();
@@ -272,8 +294,14 @@ impl Actor {
                 out_dir,
                 reply,
             } => {
+                // A download whose swarm task ended (its outcome may be told before the
+                // actor hears of the end) no longer counts: Try again right after a failure
+                // must work.
                 if self.looking_up.contains(&info_hash)
-                    || self.downloads.values().any(|d| d.info_hash == info_hash)
+                    || self
+                        .downloads
+                        .values()
+                        .any(|d| d.info_hash == info_hash && lock(&d.status).is_some())
                 {
                     let _ = reply.send(Err(NodeError::AlreadyDownloading { info_hash }));
                     return;
@@ -900,12 +928,26 @@ impl Actor {
             events: self.events.clone(),
             internal: self.internal_tx.clone(),
         };
+        let name = safe_file_name(&file.name);
+        let status: SharedStatus = Arc::new(std::sync::Mutex::new(Some(DownloadProgress {
+            transfer,
+            info_hash,
+            name: name.clone(),
+            bytes_done: 0,
+            len_bytes: file.size,
+            rate_bytes_per_sec: 0.0,
+            peers: 0,
+        })));
+        let what = swarm_task::DownloadSpec {
+            transfer,
+            status: status.clone(),
+            name,
+            len_bytes: file.size,
+            dir: out_dir,
+        };
         tokio::spawn(swarm_task::run_download(
             spec,
-            transfer,
-            safe_file_name(&file.name),
-            file.size,
-            out_dir,
+            what,
             SwarmConfig {
                 picker_seed: rand::random_range(1..u32::MAX),
                 ..SwarmConfig::default()
@@ -922,6 +964,7 @@ impl Actor {
                     self.config.connections_per_peer,
                     self.config.max_peers_per_download,
                 ),
+                status,
             },
         );
         self.connect_holders(transfer, &holders);

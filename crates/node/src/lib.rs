@@ -120,6 +120,9 @@ pub(crate) enum Command {
     Shares {
         reply: oneshot::Sender<Vec<SharedFile>>,
     },
+    Transfers {
+        reply: oneshot::Sender<Vec<DownloadProgress>>,
+    },
     Request {
         message: shoal_protocol::ClientToServer,
         reply: oneshot::Sender<Result<shoal_protocol::ServerToClient, NodeError>>,
@@ -192,6 +195,17 @@ impl NodeHandle {
     /// [`NodeError::Stopped`].
     pub async fn shares(&self) -> Result<Vec<SharedFile>, NodeError> {
         self.ask(|reply| Command::Shares { reply }).await
+    }
+
+    /// The downloads under way, oldest first, as their last progress report saw them (at
+    /// most 250 ms old): a front end that lost its events (a reloaded window) asks here
+    /// instead of keeping its own copy. A download leaves the list before its `Completed` or
+    /// `Failed` event is sent.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`].
+    pub async fn transfers(&self) -> Result<Vec<DownloadProgress>, NodeError> {
+        self.ask(|reply| Command::Transfers { reply }).await
     }
 
     async fn request(

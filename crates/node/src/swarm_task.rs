@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::actor::Internal;
+use crate::actor::{Internal, SharedStatus, lock};
 use crate::events::{
     DownloadProgress, FailureCause, NodeEvent, TransferId, TransferSummary, UploadProgress,
 };
@@ -36,6 +36,19 @@ pub(crate) struct SwarmSpec {
     pub(crate) info_hash: InfoHash,
     pub(crate) events: mpsc::Sender<NodeEvent>,
     pub(crate) internal: mpsc::UnboundedSender<Internal>,
+}
+
+/// What to download, and where.
+pub(crate) struct DownloadSpec {
+    pub(crate) transfer: TransferId,
+    /// Written on every progress report; `None` once the download ended.
+    pub(crate) status: SharedStatus,
+    /// Final file name, already safe.
+    pub(crate) name: String,
+    /// Length from the index (a claim until the manifest says).
+    pub(crate) len_bytes: u64,
+    /// The folder.
+    pub(crate) dir: PathBuf,
 }
 
 /// What a swarm task is for: serving a shared file, or downloading one.
@@ -57,6 +70,8 @@ struct Download {
     dir: PathBuf,
     /// Length from the index, until the manifest says.
     len_bytes: u64,
+    /// What [`crate::NodeHandle::transfers`] reports; `None` once ended.
+    status: SharedStatus,
     /// `None` until the manifest is known.
     part: Option<PartFile>,
     /// Verified bytes found in the `.part` file at start.
@@ -155,14 +170,18 @@ pub(crate) async fn run_seeding(
 /// Downloads a file into `dir`, resuming a `.part` file of the same content there.
 pub(crate) async fn run_download(
     spec: SwarmSpec,
-    transfer: TransferId,
-    name: String,
-    len_bytes: u64,
-    dir: PathBuf,
+    what: DownloadSpec,
     config: SwarmConfig,
     commands: mpsc::UnboundedReceiver<SwarmCommand>,
 ) {
     let info_hash = spec.info_hash;
+    let DownloadSpec {
+        transfer,
+        status,
+        name,
+        len_bytes,
+        dir,
+    } = what;
     let resume_dir = dir.clone();
     let resumed =
         tokio::task::spawn_blocking(move || PartFile::resume(&resume_dir, info_hash)).await;
@@ -176,9 +195,18 @@ pub(crate) async fn run_download(
             (swarm, Some(part), bytes)
         }
         Ok(Ok(None)) => (Swarm::new_download(info_hash, config, now), None, 0),
-        Ok(Err(e)) => return fail_early(spec, transfer, e.to_string()).await,
-        Err(e) => return fail_early(spec, transfer, e.to_string()).await,
+        Ok(Err(e)) => {
+            *lock(&status) = None;
+            return fail_early(spec, transfer, e.to_string()).await;
+        }
+        Err(e) => {
+            *lock(&status) = None;
+            return fail_early(spec, transfer, e.to_string()).await;
+        }
     };
+    if let Some(s) = lock(&status).as_mut() {
+        s.bytes_done = resumed_bytes;
+    }
     let _ = spec
         .events
         .send(NodeEvent::DownloadStarted {
@@ -194,6 +222,7 @@ pub(crate) async fn run_download(
         name,
         dir,
         len_bytes,
+        status,
         part,
         resumed_bytes,
         fetched_bytes: 0,
@@ -598,18 +627,20 @@ impl Driver {
             .manifest()
             .map(|m| m.layout().len_bytes())
             .unwrap_or(d.len_bytes);
+        let progress = DownloadProgress {
+            transfer: d.transfer,
+            info_hash: self.spec.info_hash,
+            name: d.name.clone(),
+            bytes_done,
+            len_bytes,
+            rate_bytes_per_sec: rate,
+            peers,
+        };
+        *lock(&d.status) = Some(progress.clone());
         let _ = self
             .spec
             .events
-            .try_send(NodeEvent::DownloadProgress(DownloadProgress {
-                transfer: d.transfer,
-                info_hash: self.spec.info_hash,
-                name: d.name.clone(),
-                bytes_done,
-                len_bytes,
-                rate_bytes_per_sec: rate,
-                peers,
-            }));
+            .try_send(NodeEvent::DownloadProgress(progress));
         if d.resume_dirty && now.duration_since(d.last_resume_save) >= RESUME_INTERVAL {
             d.save_resume();
         }
@@ -623,6 +654,10 @@ impl Driver {
         let info_hash = self.spec.info_hash;
         // `None`: stopped quietly. For a share, `Err` is why it stopped serving.
         let transfer = self.role.transfer();
+        if let Role::Download(d) = &self.role {
+            // Off the list before the outcome is told.
+            *lock(&d.status) = None;
+        }
         let result: Option<Result<PathBuf, (FailureCause, String)>> =
             match (outcome, &mut self.role) {
                 (Outcome::Completed, Role::Download(d)) => Some(

@@ -137,6 +137,13 @@ async fn share_list_download_unshare() {
         assert_eq!(candidate_type, CandidateType::Host);
         assert_eq!(t, Some(transfer));
     }
+    // The engine can be asked what runs (issue 9, item 2).
+    let running = viewer.transfers().await.expect("transfers");
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(running[0].transfer, transfer);
+    assert_eq!(running[0].info_hash, shared.info_hash);
+    assert_eq!(running[0].name, "holiday clip.mp4");
+    assert_eq!(running[0].len_bytes, data.len() as u64);
     let done = next(&mut viewer_events, |e| {
         matches!(e, NodeEvent::Completed { .. } | NodeEvent::Failed { .. })
     })
@@ -144,6 +151,8 @@ async fn share_list_download_unshare() {
     let NodeEvent::Completed { path, summary, .. } = done else {
         panic!("download failed: {done:?}");
     };
+    // A download leaves the list before its outcome is told.
+    assert_eq!(viewer.transfers().await.expect("transfers"), vec![]);
     assert_eq!(std::fs::read(&path).expect("read download"), data);
     assert_eq!(path, downloads.join("holiday clip.mp4"));
     assert_eq!(summary.fetched_bytes, data.len() as u64);
