@@ -16,7 +16,7 @@ use shoal_transfer::SwarmConfig;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::announce::AnnouncePacer;
+use crate::announce::{AnnouncePacer, Change};
 use crate::events::{ConnectionState, DownloadProgress, NodeEvent, SharedFile, TransferId};
 use crate::media::MediaServer;
 use crate::policy::{GiveUp, HolderPolicy};
@@ -476,7 +476,18 @@ impl Actor {
         if self.node_id.is_none() {
             return; // announced on (re)connection
         }
-        for batch in self.pacer.ready(Instant::now()) {
+        for change in self.pacer.ready(Instant::now()) {
+            let batch = match change {
+                Change::Announce(batch) => batch,
+                Change::Unannounce(info_hashes) => {
+                    // If the queue to the server is full the server learns when this node
+                    // reconnects or leaves.
+                    let _ = self
+                        .to_server
+                        .try_send(ClientToServer::Unannounce { info_hashes });
+                    continue;
+                }
+            };
             let files: Vec<FileAnnouncement> = batch
                 .iter()
                 .filter_map(|h| self.shares.get(h))
@@ -525,14 +536,11 @@ impl Actor {
         for waiting in share.waiting {
             let _ = waiting.send(Err(NodeError::NotShared { info_hash }));
         }
-        // Not waited on (see `request`); if the queue is full the server will learn when
-        // this node reconnects or leaves.
-        self.pacer.forget(&info_hash);
+        // Paced with the announcements; not waited on (see `request`). Offline there is
+        // nothing to tell: a new connection starts with no holdings.
         if self.node_id.is_some() {
-            self.pacer.spend(Instant::now());
-            let _ = self.to_server.try_send(ClientToServer::Unannounce {
-                info_hashes: vec![info_hash],
-            });
+            self.pacer.unannounce(info_hash);
+            self.send_announcements();
         }
         if let Some(reason) = reason {
             self.emit(NodeEvent::ShareStopped { info_hash, reason })

@@ -6,7 +6,9 @@
 //! hundred files makes one share per file; sent one message each, the 65th would be refused.
 //! The pacer keeps the node inside the server's budget instead: shares wait in a queue while
 //! no message may be sent, and whatever has queued goes out together, in batches of at most
-//! [`MAX_ANNOUNCE_BATCH`], when the budget allows the next message.
+//! [`MAX_ANNOUNCE_BATCH`], when the budget allows the next message. Unshares go the same way
+//! (`unannounce`, batched too), so removing many shares at once is never refused either: the
+//! server closes a connection after 16 refusals.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -22,6 +24,17 @@ pub(crate) struct AnnouncePacer {
     at: Instant,
     /// Waiting shares, oldest first, each once.
     queue: VecDeque<InfoHash>,
+    /// Unshared contents to tell the server about, oldest first, each once.
+    unqueue: VecDeque<InfoHash>,
+}
+
+/// One message the pacer lets out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// `announce` these shares.
+    Announce(Vec<InfoHash>),
+    /// `unannounce` these contents.
+    Unannounce(Vec<InfoHash>),
 }
 
 impl AnnouncePacer {
@@ -31,6 +44,7 @@ impl AnnouncePacer {
             tokens: f64::from(INDEX_CHANGES_BURST),
             at: now,
             queue: VecDeque::new(),
+            unqueue: VecDeque::new(),
         }
     }
 
@@ -48,15 +62,14 @@ impl AnnouncePacer {
         }
     }
 
-    /// Drops `hash` from the queue (it was unshared before it was announced).
-    pub(crate) fn forget(&mut self, hash: &InfoHash) {
-        self.queue.retain(|h| h != hash);
-    }
-
-    /// Counts a message sent outside the queue (`unannounce`).
-    pub(crate) fn spend(&mut self, now: Instant) {
-        self.refill(now);
-        self.tokens -= 1.0;
+    /// `hash` is no longer shared: if its announcement is still queued, it is dropped (the
+    /// server never heard of it); else an `unannounce` is queued.
+    pub(crate) fn unannounce(&mut self, hash: InfoHash) {
+        if self.queue.contains(&hash) {
+            self.queue.retain(|h| *h != hash);
+        } else if !self.unqueue.contains(&hash) {
+            self.unqueue.push_back(hash);
+        }
     }
 
     /// The server refused a batch as over its rate: the budget is spent, and the batch goes
@@ -71,22 +84,27 @@ impl AnnouncePacer {
         }
     }
 
-    /// The batches that may be sent now, each at most [`MAX_ANNOUNCE_BATCH`] shares; what
-    /// does not fit the budget stays queued.
-    pub(crate) fn ready(&mut self, now: Instant) -> Vec<Vec<InfoHash>> {
+    /// The messages that may be sent now (unannounces first), each of at most
+    /// [`MAX_ANNOUNCE_BATCH`] contents; what does not fit the budget stays queued.
+    pub(crate) fn ready(&mut self, now: Instant) -> Vec<Change> {
         self.refill(now);
-        let mut batches = Vec::new();
-        while !self.queue.is_empty() && self.tokens >= 1.0 {
-            let n = self.queue.len().min(MAX_ANNOUNCE_BATCH);
-            batches.push(self.queue.drain(..n).collect());
+        let mut changes = Vec::new();
+        while !self.unqueue.is_empty() && self.tokens >= 1.0 {
+            let n = self.unqueue.len().min(MAX_ANNOUNCE_BATCH);
+            changes.push(Change::Unannounce(self.unqueue.drain(..n).collect()));
             self.tokens -= 1.0;
         }
-        batches
+        while !self.queue.is_empty() && self.tokens >= 1.0 {
+            let n = self.queue.len().min(MAX_ANNOUNCE_BATCH);
+            changes.push(Change::Announce(self.queue.drain(..n).collect()));
+            self.tokens -= 1.0;
+        }
+        changes
     }
 
-    /// When the next batch may go out, if any share waits.
+    /// When the next message may go out, if anything waits.
     pub(crate) fn next_send(&self) -> Option<Instant> {
-        if self.queue.is_empty() {
+        if self.queue.is_empty() && self.unqueue.is_empty() {
             return None;
         }
         let missing = (1.0 - self.tokens).max(0.0);
@@ -120,8 +138,11 @@ mod tests {
         let mut server_tokens = f64::from(INDEX_CHANGES_BURST);
         let mut server_at = start;
         let mut announced = Vec::new();
-        let mut send = |now: Instant, batches: Vec<Vec<InfoHash>>, announced: &mut Vec<_>| {
-            for batch in batches {
+        let mut send = |now: Instant, changes: Vec<Change>, announced: &mut Vec<_>| {
+            for change in changes {
+                let Change::Announce(batch) = change else {
+                    panic!("nothing was unshared");
+                };
                 server_tokens = (server_tokens
                     + now.duration_since(server_at).as_secs_f64() * INDEX_CHANGES_PER_SEC)
                     .min(f64::from(INDEX_CHANGES_BURST));
@@ -165,7 +186,9 @@ mod tests {
         let mut batches = pacer.ready(start);
         assert_eq!(batches.len(), 2);
         pacer.push([hash(99)]);
-        let second = batches.pop().unwrap_or_default();
+        let Some(Change::Announce(second)) = batches.pop() else {
+            panic!("two announces");
+        };
         pacer.refused(start, second.clone());
         assert!(
             pacer.ready(start).is_empty(),
@@ -176,22 +199,51 @@ mod tests {
         let again = pacer.ready(at);
         let mut expected = second;
         expected.push(hash(99));
-        assert_eq!(again, vec![expected]);
+        assert_eq!(again, vec![Change::Announce(expected)]);
         assert_eq!(pacer.next_send(), None);
     }
 
     #[test]
-    fn unannounce_spends_and_forget_unqueues() {
+    fn unshares_are_paced_batched_and_skip_what_was_never_sent() {
         let start = Instant::now();
         let mut pacer = AnnouncePacer::new(start);
-        for _ in 0..INDEX_CHANGES_BURST {
-            pacer.spend(start);
+        // 100 shares announced (4 messages), then all unshared, plus one still queued.
+        pacer.push((0..100).map(hash));
+        assert_eq!(pacer.ready(start).len(), 4);
+        pacer.push([hash(500)]);
+        for n in (0..100).chain([500]) {
+            pacer.unannounce(hash(n));
         }
-        pacer.push([hash(1), hash(2), hash(1)]);
-        pacer.forget(&hash(2));
-        assert!(pacer.ready(start).is_empty());
+        let changes = pacer.ready(start);
+        let told: Vec<InfoHash> = changes
+            .iter()
+            .flat_map(|c| match c {
+                Change::Unannounce(h) => h.clone(),
+                Change::Announce(h) => panic!("announced {h:?} after its unshare"),
+            })
+            .collect();
+        assert_eq!(
+            told,
+            (0..100).map(hash).collect::<Vec<_>>(),
+            "500 was never sent"
+        );
+        assert_eq!(changes.len(), 4, "batches of 32");
+        assert_eq!(pacer.next_send(), None);
+    }
+
+    #[test]
+    fn a_spent_budget_holds_unannounces_too() {
+        let start = Instant::now();
+        let mut pacer = AnnouncePacer::new(start);
+        // 64 shares one at a time: 64 messages, the whole burst.
+        for n in 0..INDEX_CHANGES_BURST {
+            pacer.push([hash(n)]);
+            assert_eq!(pacer.ready(start).len(), 1);
+        }
+        pacer.unannounce(hash(1));
+        assert!(pacer.ready(start).is_empty(), "no budget left");
         let at = pacer.next_send().expect("queued");
-        assert_eq!(pacer.ready(at), vec![vec![hash(1)]]);
+        assert_eq!(pacer.ready(at), vec![Change::Unannounce(vec![hash(1)])]);
         pacer.reset(at);
         assert_eq!(pacer.next_send(), None);
     }
