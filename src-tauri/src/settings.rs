@@ -97,8 +97,7 @@ impl Settings {
             ));
         }
         for server in self.ice_servers() {
-            shoal_node::check_ice_server(&server)
-                .map_err(|m| SettingsError::Invalid(capital(&m)))?;
+            shoal_node::check_ice_server(&server).map_err(SettingsError::Invalid)?;
         }
         if !self.download_dir.is_absolute() {
             return invalid("The download folder must be a full path".into());
@@ -208,15 +207,6 @@ fn check_server_url(text: &str) -> Result<(), String> {
         return got("cannot have a #fragment");
     }
     Ok(())
-}
-
-/// A sentence starting with a capital letter.
-fn capital(sentence: &str) -> String {
-    let mut chars = sentence.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 /// An I/O error in words: the kind a user can act on, else the system's text.

@@ -309,6 +309,21 @@ impl App {
         serde_json::from_value(value).unwrap()
     }
 
+    /// Clicks the transfer card `card`'s `button.<action>`, waits until the command ran (the
+    /// button is disabled meanwhile) and returns the card's status line ("" when it worked).
+    async fn run_card_action(&self, card: &str, action: &str) -> String {
+        let button = self.wait_css(&format!("{card} button.{action}")).await;
+        button.click().await.unwrap();
+        let started = Instant::now();
+        while !button.is_enabled().await.unwrap() {
+            assert!(started.elapsed() < WAIT, "{action} never finished");
+            // The command runs on its own; look again shortly.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.wait_text(&format!("{card} .action-status"), |_| true)
+            .await
+    }
+
     async fn wait_css(&self, css: &str) -> fantoccini::elements::Element {
         match self
             .client
@@ -540,18 +555,7 @@ async fn two_apps_share_download_and_play_a_video() {
 
     // 6. Show in folder: a file manager opens, or a sentence says where the file is; never
     // the opener's raw error (issue 7, item 4).
-    let reveal = b.wait_css(&format!("{done} button.reveal")).await;
-    reveal.click().await.unwrap();
-    // The button is disabled while the command runs.
-    let started = Instant::now();
-    while !reveal.is_enabled().await.unwrap() {
-        assert!(started.elapsed() < WAIT, "Show in folder never finished");
-        // The command runs on its own; look again shortly.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = b
-        .wait_text(&format!("{done} .action-status"), |_| true)
-        .await;
+    let status = b.run_card_action(&done, "reveal").await;
     if !status.is_empty() {
         assert!(
             status.contains(&format!("The file is in {}", downloads_b.display())),
@@ -566,17 +570,7 @@ async fn two_apps_share_download_and_play_a_video() {
     // 7. Open: the default application starts, or a sentence names the file and its folder
     // (this machine has no application for video/mp4, so the sentence is what is checked
     // here; `gio mime video/mp4` says which); never the opener's raw error.
-    let open = b.wait_css(&format!("{done} button.open")).await;
-    open.click().await.unwrap();
-    let started = Instant::now();
-    while !open.is_enabled().await.unwrap() {
-        assert!(started.elapsed() < WAIT, "Open never finished");
-        // The command runs on its own; look again shortly.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = b
-        .wait_text(&format!("{done} .action-status"), |_| true)
-        .await;
+    let status = b.run_card_action(&done, "open").await;
     println!("Open says: {status:?}");
     if !status.is_empty() {
         assert!(

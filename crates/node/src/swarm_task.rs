@@ -183,25 +183,23 @@ pub(crate) async fn run_download(
         dir,
     } = what;
     let resume_dir = dir.clone();
-    let resumed =
-        tokio::task::spawn_blocking(move || PartFile::resume(&resume_dir, info_hash)).await;
+    let resumed = tokio::task::spawn_blocking(move || PartFile::resume(&resume_dir, info_hash))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
     let now = Instant::now().into_std();
     let (swarm, part, resumed_bytes) = match resumed {
-        Ok(Ok(Some(part))) => {
+        Ok(Some(part)) => {
             let bytes = part.manifest().layout().bytes_in(part.have());
             info!(info_hash = %info_hash.short(), pieces = part.have().count(), "resuming");
             let swarm =
                 Swarm::with_manifest(part.manifest().clone(), part.have().clone(), config, now);
             (swarm, Some(part), bytes)
         }
-        Ok(Ok(None)) => (Swarm::new_download(info_hash, config, now), None, 0),
-        Ok(Err(e)) => {
+        Ok(None) => (Swarm::new_download(info_hash, config, now), None, 0),
+        Err(reason) => {
             *lock(&status) = None;
-            return fail_early(spec, transfer, e.to_string()).await;
-        }
-        Err(e) => {
-            *lock(&status) = None;
-            return fail_early(spec, transfer, e.to_string()).await;
+            return fail_early(spec, transfer, reason).await;
         }
     };
     if let Some(s) = lock(&status).as_mut() {

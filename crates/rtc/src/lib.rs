@@ -151,10 +151,10 @@ impl RtcConfig {
 /// only `stun:` and UDP `turn:` are usable with webrtc-rs 0.21.
 ///
 /// # Errors
-/// A sentence for the user naming the URL and what is wrong with it.
+/// A sentence for the user (capitalised) naming the URL and what is wrong with it.
 pub fn check_ice_server(server: &shoal_protocol::IceServer) -> Result<(), String> {
     if server.urls.is_empty() {
-        return Err("an ICE server needs at least one URL".into());
+        return Err("An ICE server needs at least one URL".into());
     }
     for url in &server.urls {
         let one = webrtc::peer_connection::RTCIceServer {
@@ -167,7 +167,7 @@ pub fn check_ice_server(server: &shoal_protocol::IceServer) -> Result<(), String
             Ok(_) => return Err(format!("“{url}” is not one STUN or TURN URL")),
             Err(webrtc::error::Error::ErrNoTurnCredentials) => {
                 return Err(format!(
-                    "the TURN server “{url}” needs a user name and a credential"
+                    "The TURN server “{url}” needs a user name and a credential"
                 ));
             }
             Err(e) => return Err(format!("“{url}” is not a usable STUN or TURN URL ({e})")),
