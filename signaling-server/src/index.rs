@@ -33,8 +33,17 @@ struct Entry {
     size: u64,
     mime: String,
     category: Category,
-    /// Each holder with the size it claims, in bytes; oldest announcement first.
-    holders: Vec<(NodeId, u64)>,
+    /// Each holder with what it claims; oldest announcement first.
+    holders: Vec<Holder>,
+}
+
+/// One node holding an entry, with its claims.
+struct Holder {
+    node: NodeId,
+    /// The size it claims, in bytes.
+    size: u64,
+    /// It holds only part of the file (a viewer still downloading).
+    partial: bool,
 }
 
 impl Entry {
@@ -42,14 +51,14 @@ impl Entry {
     /// holder's.
     fn update_size(&mut self) {
         let mut votes: HashMap<u64, usize> = HashMap::new();
-        for (_, size) in &self.holders {
-            *votes.entry(*size).or_default() += 1;
+        for h in &self.holders {
+            *votes.entry(h.size).or_default() += 1;
         }
         let mut best: Option<(usize, u64)> = None;
-        for (_, size) in &self.holders {
-            let count = votes.get(size).copied().unwrap_or(0);
+        for h in &self.holders {
+            let count = votes.get(&h.size).copied().unwrap_or(0);
             if best.is_none_or(|(most, _)| count > most) {
-                best = Some((count, *size));
+                best = Some((count, h.size));
             }
         }
         self.size = best.map_or(0, |(_, size)| size);
@@ -67,7 +76,18 @@ impl Entry {
             size: self.size,
             mime: self.mime.clone(),
             category: self.category,
-            holders: self.holders.iter().map(|(node, _)| *node).collect(),
+            holders: self
+                .holders
+                .iter()
+                .filter(|h| !h.partial)
+                .map(|h| h.node)
+                .collect(),
+            partial_holders: self
+                .holders
+                .iter()
+                .filter(|h| h.partial)
+                .map(|h| h.node)
+                .collect(),
         }
     }
 }
@@ -135,6 +155,8 @@ impl Index {
 
     /// Adds `files` under `node`, all or nothing. A known info hash gains `node` as a holder
     /// with the size it claims; the first announcement's name, MIME type and category stay.
+    /// A file `node` already holds takes its new claims (a partial holder that completed
+    /// announces again without `partial`).
     ///
     /// # Errors
     /// `limit_exceeded` past `max_files_per_node` for this node.
@@ -162,23 +184,48 @@ impl Index {
         }
         held.extend(new.iter().copied());
         let mut accepted = Vec::with_capacity(files.len());
+        let mut changed = !new.is_empty();
         for file in files {
             accepted.push(file.info_hash);
             if new.contains(&file.info_hash) {
                 self.add_holder(node, file);
+            } else {
+                changed |= self.update_holder(node, &file);
             }
         }
-        if !new.is_empty() {
+        if changed {
             self.revision += 1;
         }
         Ok(accepted)
     }
 
+    /// Takes a holder's new claims about a file it already holds; whether anything changed.
+    fn update_holder(&mut self, node: NodeId, file: &FileAnnouncement) -> bool {
+        let Some(entry) = self.files.get_mut(&file.info_hash) else {
+            return false;
+        };
+        let Some(holder) = entry.holders.iter_mut().find(|h| h.node == node) else {
+            return false;
+        };
+        if holder.size == file.size && holder.partial == file.partial {
+            return false;
+        }
+        holder.size = file.size;
+        holder.partial = file.partial;
+        entry.update_size();
+        true
+    }
+
     fn add_holder(&mut self, node: NodeId, file: FileAnnouncement) {
         let info_hash = file.info_hash;
+        let holder = Holder {
+            node,
+            size: file.size,
+            partial: file.partial,
+        };
         if let Some(entry) = self.files.get_mut(&info_hash) {
-            if !entry.holders.iter().any(|(n, _)| *n == node) {
-                entry.holders.push((node, file.size));
+            if !entry.holders.iter().any(|h| h.node == node) {
+                entry.holders.push(holder);
                 entry.update_size();
                 self.holders += 1;
             }
@@ -209,7 +256,7 @@ impl Index {
                 size: file.size,
                 mime: file.mime,
                 category: file.category,
-                holders: vec![(node, file.size)],
+                holders: vec![holder],
             },
         );
         self.holders += 1;
@@ -253,7 +300,7 @@ impl Index {
         let Some(entry) = self.files.get_mut(&info_hash) else {
             return;
         };
-        if let Some(pos) = entry.holders.iter().position(|(h, _)| *h == node) {
+        if let Some(pos) = entry.holders.iter().position(|h| h.node == node) {
             entry.holders.remove(pos);
             entry.update_size();
             self.holders -= 1;
@@ -423,6 +470,7 @@ mod tests {
             size: 100 + u64::from(n),
             mime: "video/mp4".into(),
             category,
+            partial: false,
         }
     }
 
@@ -470,6 +518,61 @@ mod tests {
         assert!(index.list(None).0.is_empty());
         assert!(index.postings.is_empty(), "no word outlives its entries");
         assert!(index.by_category.values().all(BTreeSet::is_empty));
+    }
+
+    #[test]
+    fn a_partial_holder_is_listed_apart_and_moves_when_it_completes() {
+        let mut index = Index::default();
+        let (seeder, viewer) = (NodeId::random(), NodeId::random());
+        let hash = InfoHash::from_bytes([1; 32]);
+        index
+            .announce(seeder, vec![file(1, "film.mp4", Category::Video)], 10)
+            .map_err(|e| e.1)
+            .expect("announce");
+        let partial = FileAnnouncement {
+            partial: true,
+            ..file(1, "film.mp4", Category::Video)
+        };
+        index
+            .announce(viewer, vec![partial], 10)
+            .map_err(|e| e.1)
+            .expect("announce");
+        let found = index.lookup(hash).expect("indexed");
+        assert_eq!(found.holders, vec![seeder]);
+        assert_eq!(found.partial_holders, vec![viewer]);
+        assert_eq!(index.holder_count(), 2, "a partial holder is a holder");
+        let revision = index.revision();
+        // The viewer completes and announces again: it becomes a complete holder.
+        index
+            .announce(viewer, vec![file(1, "film.mp4", Category::Video)], 10)
+            .map_err(|e| e.1)
+            .expect("announce");
+        assert!(index.revision() > revision, "the change is noticed");
+        let found = index.lookup(hash).expect("indexed");
+        assert_eq!(found.holders, vec![seeder, viewer]);
+        assert!(found.partial_holders.is_empty());
+        assert_eq!(index.holder_count(), 2);
+        // The same claims again change nothing.
+        let revision = index.revision();
+        index
+            .announce(viewer, vec![file(1, "film.mp4", Category::Video)], 10)
+            .map_err(|e| e.1)
+            .expect("announce");
+        assert_eq!(index.revision(), revision);
+        // The entry outlives its seeder while a partial holder stays.
+        index.remove_node(seeder);
+        index.remove_node(viewer);
+        let partial = FileAnnouncement {
+            partial: true,
+            ..file(1, "film.mp4", Category::Video)
+        };
+        index
+            .announce(viewer, vec![partial], 10)
+            .map_err(|e| e.1)
+            .expect("announce");
+        let found = index.lookup(hash).expect("a file held in part is listed");
+        assert!(found.holders.is_empty());
+        assert_eq!(found.partial_holders, vec![viewer]);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct PeerFile {
     pub withhold_manifest: bool,
     /// Sends every chunk after a piece's first at one byte past its true offset.
     pub shift_offsets: bool,
+    /// Announces itself as a partial holder (a viewer still downloading) while serving
+    /// every piece.
+    pub announce_partial: bool,
 }
 
 impl PeerFile {
@@ -104,6 +107,7 @@ impl TestPeer {
                     size: f.announced_size.unwrap_or(f.data.len() as u64),
                     mime: "video/mp4".into(),
                     category: Category::Video,
+                    partial: f.announce_partial,
                 })
                 .collect(),
             request_id: Some(1),

@@ -72,6 +72,27 @@ struct NetArgs {
     /// How long to wait for a peer connection to open before trying elsewhere (e.g. 20s).
     #[arg(long, global = true, default_value = "20s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
+    /// Most MiB/s this node sends to peers, over all transfers (e.g. 8 or 0.5).
+    #[arg(long, global = true, value_name = "MIB_PER_SEC", value_parser = parse_rate)]
+    max_upload: Option<u64>,
+    /// Most MiB/s this node takes from peers, over all transfers.
+    #[arg(long, global = true, value_name = "MIB_PER_SEC", value_parser = parse_rate)]
+    max_download: Option<u64>,
+}
+
+/// A rate in MiB/s (a positive number) as bytes per second.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let mib: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of MiB/s"))?;
+    if !(mib.is_finite() && mib > 0.0) {
+        return Err(format!("a rate must be more than 0 MiB/s, not {text}"));
+    }
+    let bytes = mib * 1024.0 * 1024.0;
+    if bytes < 1024.0 {
+        return Err(format!("{text} MiB/s is below 1 KiB/s"));
+    }
+    Ok(bytes.min(u64::MAX as f64) as u64)
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,14 +119,18 @@ enum Commands {
         #[arg(long)]
         category: Option<Category>,
     },
-    /// Download a file by info hash from every peer that holds it. Prints the final path on
-    /// stdout; exits 0 only when the verified file is in place. Resumes a .part file.
+    /// Download a file by info hash from every peer that holds it, complete or partial. Prints
+    /// the final path on stdout; exits 0 only when the verified file is in place. Resumes a
+    /// .part file. While it runs it serves the pieces it has verified to other downloaders.
     Get {
         /// The file's info hash (64 hex characters).
         info_hash: InfoHash,
         /// Folder to download into.
         #[arg(long, default_value = ".")]
         out: PathBuf,
+        /// Once complete, keep serving the file (as `seed` does) until Ctrl-C, then exit 0.
+        #[arg(long)]
+        seed_after: bool,
     },
     /// Benchmark: a signaling server, a seeder and a downloader as separate processes on
     /// loopback; prints MiB/s and peak memory next to plain TCP and sha256sum.
@@ -203,6 +228,8 @@ fn node_config(net: &NetArgs) -> NodeConfig {
         rtc,
         connections_per_peer: net.connections_per_peer.max(1),
         connect_timeout: net.connect_timeout,
+        max_upload_bytes_per_sec: net.max_upload,
+        max_download_bytes_per_sec: net.max_download,
         agent: format!("shoal-cli/{}", env!("CARGO_PKG_VERSION")),
         ..NodeConfig::default()
     }
@@ -232,9 +259,18 @@ async fn connected(events: &mut mpsc::Receiver<NodeEvent>, url: &str) -> anyhow:
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut signals = StopSignals::install()?;
-    let config = node_config(&cli.net);
+    let mut config = node_config(&cli.net);
+    // A finished download stays shared only when asked to.
+    config.share_completed = matches!(
+        cli.command,
+        Commands::Get {
+            seed_after: true,
+            ..
+        }
+    );
     let (node, mut events) = Node::spawn(config);
-    let seeding = matches!(cli.command, Commands::Seed { .. });
+    // Stopping ends `seed`, and `get --seed-after` once its file is complete: exit 0.
+    let seeding = std::cell::Cell::new(matches!(cli.command, Commands::Seed { .. }));
     let downloading = matches!(cli.command, Commands::Get { .. });
     let work = async {
         connected(&mut events, &cli.net.server).await?;
@@ -248,14 +284,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_files(&node.search(&words.join(" "), category).await?);
                 ExitCode::SUCCESS
             }
-            Commands::Get { info_hash, out } => get(&node, &mut events, info_hash, out).await?,
+            Commands::Get {
+                info_hash,
+                out,
+                seed_after,
+            } => {
+                let code = get(&node, &mut events, info_hash, out).await?;
+                if seed_after {
+                    seeding.set(true);
+                    serve(&mut events).await?;
+                }
+                code
+            }
             Commands::Bench(_) => unreachable!("handled before the runtime starts"),
         })
     };
     let result = tokio::select! {
         result = work => result,
         stop = signals.recv() => {
-            if downloading {
+            let seeding = seeding.get();
+            if downloading && !seeding {
                 eprintln!("interrupted; the .part file is kept, run the same command to resume");
             }
             Ok(match stop {
@@ -276,8 +324,13 @@ fn print_files(files: &[IndexedFile]) {
         return;
     }
     for f in files {
+        // Holders of the whole file, and "+N partial" for viewers still downloading.
+        let partial = match f.partial_holders.len() {
+            0 => String::new(),
+            n => format!(" +{n} partial"),
+        };
         println!(
-            "{}  {:>10}  {:<5}  {:>2} holder{}  {}",
+            "{}  {:>10}  {:<5}  {:>2} holder{}{partial}  {}",
             f.info_hash,
             progress::human_bytes(f.size),
             f.category.as_str(),
@@ -314,6 +367,11 @@ async fn seed(
         let shared = shared.with_context(|| format!("cannot share {}", path.display()))?;
         println!("{}  {}", shared.info_hash, inert(&shared.name, usize::MAX));
     }
+    serve(events).await
+}
+
+/// Serves shares until stopped, saying who connects.
+async fn serve(events: &mut mpsc::Receiver<NodeEvent>) -> anyhow::Result<ExitCode> {
     eprintln!("seeding; press Ctrl-C to stop");
     loop {
         match events.recv().await {

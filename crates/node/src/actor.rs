@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::announce::{AnnouncePacer, Change};
 use crate::events::{ConnectionState, DownloadProgress, NodeEvent, SharedFile, TransferId};
+use crate::limit::{Limits, RateLimit};
 use crate::media::MediaServer;
 use crate::policy::{GiveUp, HolderPolicy};
 use crate::signaling::{self, SignalingEvent};
@@ -67,6 +68,19 @@ pub(crate) enum Internal {
         reason: String,
     },
     SwarmEnded(SwarmEnded),
+    /// A download knows its manifest: it can serve what it verifies (a partial holder).
+    ManifestKnown {
+        transfer: TransferId,
+    },
+    /// A download completed and its swarm task now serves the finished file.
+    Seeding {
+        transfer: TransferId,
+        info_hash: InfoHash,
+        path: PathBuf,
+        mime: String,
+        /// The file's length from the manifest, in bytes.
+        len_bytes: u64,
+    },
 }
 
 enum Pending {
@@ -102,6 +116,10 @@ struct Download {
     policy: HolderPolicy,
     /// Its last progress, written by its swarm task; `None` once it ended.
     status: SharedStatus,
+    /// The index entry it started from: what it is announced as while it serves its pieces.
+    entry: IndexedFile,
+    /// It knows the manifest and is announced (or queued) as a partial holder.
+    holds: bool,
 }
 
 /// A download's progress as its swarm task last reported it, for [`NodeHandle::transfers`].
@@ -137,6 +155,8 @@ struct Actor {
     media: Option<MediaServer>,
     /// Shares waiting to be announced within the server's rate.
     pacer: AnnouncePacer,
+    /// The node's bandwidth caps, shared by every swarm task.
+    limits: Limits,
 }
 
 pub(crate) async fn run(
@@ -154,6 +174,10 @@ pub(crate) async fn run(
         events.clone(),
     ));
     let (internal_tx, mut internal) = mpsc::unbounded_channel();
+    let (config_upload, config_download) = (
+        config.max_upload_bytes_per_sec,
+        config.max_download_bytes_per_sec,
+    );
     let mut actor = Actor {
         config,
         events,
@@ -172,6 +196,10 @@ pub(crate) async fn run(
         inbound_setups: HashMap::new(),
         looking_up: HashSet::new(),
         pacer: AnnouncePacer::new(Instant::now()),
+        limits: Limits {
+            upload: RateLimit::new(config_upload),
+            download: RateLimit::new(config_download),
+        },
     };
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -443,6 +471,7 @@ impl Actor {
             info_hash,
             events: self.events.clone(),
             internal: self.internal_tx.clone(),
+            limits: self.limits.clone(),
         };
         tokio::spawn(swarm_task::run_seeding(
             spec,
@@ -488,17 +517,8 @@ impl Actor {
                     continue;
                 }
             };
-            let files: Vec<FileAnnouncement> = batch
-                .iter()
-                .filter_map(|h| self.shares.get(h))
-                .map(|s| FileAnnouncement {
-                    info_hash: s.file.info_hash,
-                    name: s.file.name.clone(),
-                    size: s.file.size,
-                    mime: s.file.mime.clone(),
-                    category: s.file.category,
-                })
-                .collect();
+            let files: Vec<FileAnnouncement> =
+                batch.iter().filter_map(|h| self.announcement(*h)).collect();
             if files.is_empty() {
                 continue;
             }
@@ -510,6 +530,33 @@ impl Actor {
                 Pending::Announce(batch),
             );
         }
+    }
+
+    /// What announces `info_hash`: a share as a complete holder, else a download that knows
+    /// its manifest as a partial holder; `None` when neither (any more).
+    fn announcement(&self, info_hash: InfoHash) -> Option<FileAnnouncement> {
+        if let Some(s) = self.shares.get(&info_hash) {
+            return Some(FileAnnouncement {
+                info_hash,
+                name: s.file.name.clone(),
+                size: s.file.size,
+                mime: s.file.mime.clone(),
+                category: s.file.category,
+                partial: false,
+            });
+        }
+        let d = self
+            .downloads
+            .values()
+            .find(|d| d.info_hash == info_hash && d.holds)?;
+        Some(FileAnnouncement {
+            info_hash,
+            name: truncate_name(&d.entry.name),
+            size: d.entry.size,
+            mime: d.entry.mime.clone(),
+            category: d.entry.category,
+            partial: true,
+        })
     }
 
     async fn unshare(
@@ -564,7 +611,13 @@ impl Actor {
                     node_id,
                 }))
                 .await;
-                let all: Vec<InfoHash> = self.shares.keys().copied().collect();
+                let mut all: Vec<InfoHash> = self.shares.keys().copied().collect();
+                all.extend(
+                    self.downloads
+                        .values()
+                        .filter(|d| d.holds && !self.shares.contains_key(&d.info_hash))
+                        .map(|d| d.info_hash),
+                );
                 self.pacer.reset(Instant::now());
                 self.announce(all);
             }
@@ -904,6 +957,27 @@ impl Actor {
                 }
             }
             Internal::SwarmEnded(ended) => self.on_swarm_ended(ended).await,
+            Internal::ManifestKnown { transfer } => {
+                if let Some(d) = self.downloads.get_mut(&transfer)
+                    && !d.holds
+                {
+                    d.holds = true;
+                    let info_hash = d.info_hash;
+                    if self.node_id.is_some() && !self.shares.contains_key(&info_hash) {
+                        self.announce(vec![info_hash]);
+                    }
+                }
+            }
+            Internal::Seeding {
+                transfer,
+                info_hash,
+                path,
+                mime,
+                len_bytes,
+            } => {
+                self.on_seeding(transfer, info_hash, path, mime, len_bytes)
+                    .await
+            }
         }
     }
 
@@ -919,12 +993,7 @@ impl Actor {
             return Err(NodeError::UnknownInfoHash { info_hash });
         };
         let me = self.node_id;
-        let holders: Vec<NodeId> = file
-            .holders
-            .iter()
-            .copied()
-            .filter(|h| Some(*h) != me)
-            .collect();
+        let holders: Vec<NodeId> = file.all_holders().filter(|h| Some(*h) != me).collect();
         if holders.is_empty() {
             return Err(NodeError::NoHolders { info_hash });
         }
@@ -935,6 +1004,7 @@ impl Actor {
             info_hash,
             events: self.events.clone(),
             internal: self.internal_tx.clone(),
+            limits: self.limits.clone(),
         };
         let name = safe_file_name(&file.name);
         let status: SharedStatus = Arc::new(std::sync::Mutex::new(Some(DownloadProgress {
@@ -952,6 +1022,8 @@ impl Actor {
             name,
             len_bytes: file.size,
             dir: out_dir,
+            share_after: self.config.share_completed,
+            hash_cache: self.config.hash_cache.clone(),
         };
         tokio::spawn(swarm_task::run_download(
             spec,
@@ -973,6 +1045,8 @@ impl Actor {
                     self.config.max_peers_per_download,
                 ),
                 status,
+                entry: file,
+                holds: false,
             },
         );
         self.connect_holders(transfer, &holders);
@@ -1012,9 +1086,8 @@ impl Actor {
     async fn on_refresh(&mut self, transfer: TransferId, file: Option<IndexedFile>) {
         let me = self.node_id;
         let holders: Vec<NodeId> = file
-            .map(|f| f.holders)
-            .unwrap_or_default()
-            .into_iter()
+            .iter()
+            .flat_map(IndexedFile::all_holders)
             .filter(|h| Some(*h) != me)
             .collect();
         let Some(d) = self.downloads.get_mut(&transfer) else {
@@ -1060,12 +1133,69 @@ impl Actor {
         Ok(media.register(info_hash, path))
     }
 
+    /// A finished download goes on as a share of its file, in the same swarm task: it
+    /// leaves the downloads, joins the shares, and is announced again as a complete holder.
+    async fn on_seeding(
+        &mut self,
+        transfer: TransferId,
+        info_hash: InfoHash,
+        path: PathBuf,
+        mime: String,
+        len_bytes: u64,
+    ) {
+        let Some(download) = self.downloads.remove(&transfer) else {
+            return;
+        };
+        self.completed.insert(info_hash, path.clone());
+        if self.shares.contains_key(&info_hash) {
+            // The user shares the same content from another file already.
+            let _ = download.swarm.send(SwarmCommand::Stop);
+            return;
+        }
+        let name = path
+            .file_name()
+            .map(|n| truncate_name(&n.to_string_lossy()))
+            .unwrap_or_else(|| truncate_name(&download.entry.name));
+        let file = SharedFile {
+            info_hash,
+            name,
+            path,
+            size: len_bytes,
+            category: Category::from_mime(&mime),
+            mime,
+        };
+        info!(info_hash = %info_hash.short(), path = %file.path.display(), "sharing the finished download");
+        self.shares.insert(
+            info_hash,
+            Share {
+                file: file.clone(),
+                swarm: download.swarm,
+                announced: false,
+                waiting: Vec::new(),
+            },
+        );
+        if self.node_id.is_some() {
+            self.announce(vec![info_hash]);
+        }
+        self.emit(NodeEvent::Shared(file)).await;
+    }
+
     async fn on_swarm_ended(&mut self, ended: SwarmEnded) {
         match ended.transfer {
             Some(transfer) => {
-                self.downloads.remove(&transfer);
+                let held = self.downloads.remove(&transfer).is_some_and(|d| d.holds);
                 if let Some(path) = ended.path {
                     self.completed.insert(ended.info_hash, path);
+                }
+                // No longer a partial holder, unless it is shared or downloading again.
+                let still = self.shares.contains_key(&ended.info_hash)
+                    || self
+                        .downloads
+                        .values()
+                        .any(|d| d.info_hash == ended.info_hash && d.holds);
+                if held && !still && self.node_id.is_some() {
+                    self.pacer.unannounce(ended.info_hash);
+                    self.send_announcements();
                 }
             }
             None => {

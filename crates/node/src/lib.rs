@@ -16,6 +16,7 @@ mod actor;
 mod announce;
 mod error;
 mod events;
+mod limit;
 mod media;
 mod media_type;
 mod policy;
@@ -62,6 +63,17 @@ pub struct NodeConfig {
     /// size, modification time, device and inode are those it was hashed at reads nothing.
     /// `None` (the default) hashes every share.
     pub hash_cache: Option<PathBuf>,
+    /// A finished download stays served: it becomes a share ([`NodeEvent::Shared`]) and is
+    /// announced as a complete holder until unshared or the node stops. Default `true`.
+    /// Whatever this says, a download serves the pieces it has verified and is announced as a
+    /// partial holder while it runs (issue 10: viewers serve each other).
+    pub share_completed: bool,
+    /// Most bytes per second this node sends to peers, over all links; `None` (the
+    /// default) is no cap. A token bucket with a quarter second of burst.
+    pub max_upload_bytes_per_sec: Option<u64>,
+    /// Most bytes per second this node takes from peers, over all links; `None` (the
+    /// default) is no cap. Slows the senders through the data channels' flow control.
+    pub max_download_bytes_per_sec: Option<u64>,
 }
 
 impl Default for NodeConfig {
@@ -76,6 +88,9 @@ impl Default for NodeConfig {
             request_timeout: Duration::from_secs(10),
             agent: format!("shoal-node/{}", env!("CARGO_PKG_VERSION")),
             hash_cache: None,
+            share_completed: true,
+            max_upload_bytes_per_sec: None,
+            max_download_bytes_per_sec: None,
         }
     }
 }

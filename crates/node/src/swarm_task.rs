@@ -21,6 +21,7 @@ use crate::actor::{Internal, SharedStatus, lock};
 use crate::events::{
     DownloadProgress, FailureCause, NodeEvent, TransferId, TransferSummary, UploadProgress,
 };
+use crate::limit::Limits;
 
 /// How often progress is reported.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -36,6 +37,8 @@ pub(crate) struct SwarmSpec {
     pub(crate) info_hash: InfoHash,
     pub(crate) events: mpsc::Sender<NodeEvent>,
     pub(crate) internal: mpsc::UnboundedSender<Internal>,
+    /// The node's bandwidth caps.
+    pub(crate) limits: Limits,
 }
 
 /// What to download, and where.
@@ -49,6 +52,11 @@ pub(crate) struct DownloadSpec {
     pub(crate) len_bytes: u64,
     /// The folder.
     pub(crate) dir: PathBuf,
+    /// Keep serving the finished file as a share ([`crate::NodeConfig::share_completed`]).
+    pub(crate) share_after: bool,
+    /// Where the finished file's manifest is remembered, so sharing it again later reads
+    /// nothing ([`crate::NodeConfig::hash_cache`]).
+    pub(crate) hash_cache: Option<PathBuf>,
 }
 
 /// What a swarm task is for: serving a shared file, or downloading one.
@@ -81,6 +89,8 @@ struct Download {
     per_peer: HashMap<NodeId, u64>,
     resume_dirty: bool,
     last_resume_save: Instant,
+    share_after: bool,
+    hash_cache: Option<PathBuf>,
 }
 
 impl Role {
@@ -132,6 +142,8 @@ struct LinkEntry {
 
 enum Outcome {
     Completed,
+    /// Completed, and `Completed` already sent: only the end is left.
+    Told(PathBuf),
     Failed(FailureCause, String),
     Stopped,
 }
@@ -181,6 +193,8 @@ pub(crate) async fn run_download(
         name,
         len_bytes,
         dir,
+        share_after,
+        hash_cache,
     } = what;
     let resume_dir = dir.clone();
     let resumed = tokio::task::spawn_blocking(move || PartFile::resume(&resume_dir, info_hash))
@@ -227,8 +241,17 @@ pub(crate) async fn run_download(
         per_peer: HashMap::new(),
         resume_dirty: false,
         last_resume_save: Instant::now(),
+        share_after,
+        hash_cache,
     }));
     let (mut driver, io_rx) = Driver::new(spec, swarm, role);
+    if driver.swarm.manifest().is_some() {
+        // Resumed: it holds pieces others may want.
+        let _ = driver
+            .spec
+            .internal
+            .send(Internal::ManifestKnown { transfer });
+    }
     if driver.swarm.is_complete() {
         driver.outcome = Some(Outcome::Completed);
     }
@@ -287,6 +310,13 @@ impl Driver {
         loop {
             let deadline = self.drain();
             if let Some(outcome) = self.outcome.take() {
+                if matches!(outcome, Outcome::Completed)
+                    && matches!(&self.role, Role::Download(d) if d.share_after)
+                {
+                    // Serves on as a share, links and all; a failure sets another outcome.
+                    self.become_seed().await;
+                    continue;
+                }
                 self.finish(outcome).await;
                 return;
             }
@@ -397,6 +427,9 @@ impl Driver {
                         Ok(created) => {
                             debug!(path = %created.part_path().display(), "download file created");
                             d.part = Some(created);
+                            let _ = self.spec.internal.send(Internal::ManifestKnown {
+                                transfer: d.transfer,
+                            });
                         }
                         Err(e) => {
                             self.outcome =
@@ -449,8 +482,10 @@ impl Driver {
         let reader = {
             let data = data.clone();
             let io = self.io_tx.clone();
+            let limit = self.spec.limits.download.clone();
             tokio::spawn(async move {
                 while let Some(message) = data.recv().await {
+                    limit.acquire(message.len()).await;
                     if io
                         .send(LinkIo::Message {
                             link: id,
@@ -469,9 +504,11 @@ impl Driver {
             let data = data.clone();
             let io = self.io_tx.clone();
             let queued_bytes = queued_bytes.clone();
+            let limit = self.spec.limits.upload.clone();
             tokio::spawn(async move {
                 while let Some((message, piece_end)) = writer_rx.recv().await {
                     let len = message.len();
+                    limit.acquire(len).await;
                     let sent = data.send(message).await;
                     queued_bytes.fetch_sub(len, Ordering::Relaxed);
                     if let Err(e) = sent {
@@ -644,6 +681,76 @@ impl Driver {
         }
     }
 
+    /// A completed download that stays served: moves the file to its final name, tells
+    /// `Completed`, and goes on as a share of that file with the same swarm and links (peers
+    /// fetching from this node lose nothing). The actor hears `Seeding` and makes it a share.
+    /// On failure sets the outcome that ends the task.
+    async fn become_seed(&mut self) {
+        let Role::Download(d) = &mut self.role else {
+            return;
+        };
+        *lock(&d.status) = None;
+        let path = match d.finish_file().await {
+            Ok(path) => path,
+            Err(reason) => {
+                self.outcome = Some(Outcome::Failed(FailureCause::Storage, reason));
+                return;
+            }
+        };
+        let transfer = d.transfer;
+        let info_hash = self.spec.info_hash;
+        let event = d.completed(info_hash, path.clone(), self.started);
+        let _ = self.spec.events.send(event).await;
+        let Some(manifest) = self.swarm.manifest().cloned() else {
+            self.outcome = Some(Outcome::Told(path));
+            return;
+        };
+        let len_bytes = manifest.layout().len_bytes();
+        let cache = d.hash_cache.clone().map(shoal_storage::HashCache::new);
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let source = SourceFile::open(&path, &manifest)?;
+                if let Some(cache) = cache {
+                    // The stamp of the file just verified piece by piece: sharing it again
+                    // at the next start reads nothing.
+                    let stamp = std::fs::metadata(&path)
+                        .map(|m| shoal_storage::FileStamp::of(&m))
+                        .map_err(|e| shoal_storage::StorageError::io(&path, e))?;
+                    if let Err(e) = cache.put(&path, stamp, &manifest) {
+                        warn!(error = %e, "cannot remember the manifest of a finished download");
+                    }
+                }
+                let mime = crate::media_type::media_type(&path);
+                Ok::<_, shoal_storage::StorageError>((source, mime))
+            })
+            .await
+        };
+        match opened {
+            Ok(Ok((source, mime))) => {
+                self.role = Role::Seed {
+                    source: Arc::new(source),
+                };
+                self.rate_window.clear();
+                let _ = self.spec.internal.send(Internal::Seeding {
+                    transfer,
+                    info_hash,
+                    path,
+                    mime,
+                    len_bytes,
+                });
+            }
+            Ok(Err(e)) => self.end_after_completion(path, e.to_string()),
+            Err(e) => self.end_after_completion(path, e.to_string()),
+        }
+    }
+
+    /// The finished file cannot be served: the download is done (and told), the task ends.
+    fn end_after_completion(&mut self, path: PathBuf, reason: String) {
+        warn!(path = %path.display(), %reason, "the finished file cannot be shared");
+        self.outcome = Some(Outcome::Told(path));
+    }
+
     async fn finish(mut self, outcome: Outcome) {
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
         for id in ids {
@@ -656,8 +763,18 @@ impl Driver {
             // Off the list before the outcome is told.
             *lock(&d.status) = None;
         }
+        if let Outcome::Told(path) = outcome {
+            let _ = self.spec.internal.send(Internal::SwarmEnded(SwarmEnded {
+                info_hash,
+                transfer,
+                error: None,
+                path: Some(path),
+            }));
+            return;
+        }
         let result: Option<Result<PathBuf, (FailureCause, String)>> =
             match (outcome, &mut self.role) {
+                (Outcome::Told(_), _) => None,
                 (Outcome::Completed, Role::Download(d)) => Some(
                     d.finish_file()
                         .await
@@ -679,22 +796,7 @@ impl Driver {
         if let (Role::Download(d), Some(result)) = (&mut self.role, &result) {
             let transfer = d.transfer;
             let event = match result {
-                Ok(path) => {
-                    info!(%transfer, path = %path.display(), "download complete");
-                    let mut per_peer: Vec<(NodeId, u64)> = d.per_peer.drain().collect();
-                    per_peer.sort();
-                    NodeEvent::Completed {
-                        transfer,
-                        info_hash,
-                        path: path.clone(),
-                        summary: TransferSummary {
-                            resumed_bytes: d.resumed_bytes,
-                            fetched_bytes: d.fetched_bytes,
-                            per_peer_bytes: per_peer,
-                            elapsed: self.started.elapsed(),
-                        },
-                    }
-                }
+                Ok(path) => d.completed(info_hash, path.clone(), self.started),
                 Err((cause, reason)) => NodeEvent::Failed {
                     transfer,
                     info_hash,
@@ -719,6 +821,24 @@ impl Driver {
 }
 
 impl Download {
+    /// The `Completed` event, with the figures.
+    fn completed(&mut self, info_hash: InfoHash, path: PathBuf, started: Instant) -> NodeEvent {
+        info!(transfer = %self.transfer, path = %path.display(), "download complete");
+        let mut per_peer: Vec<(NodeId, u64)> = self.per_peer.drain().collect();
+        per_peer.sort();
+        NodeEvent::Completed {
+            transfer: self.transfer,
+            info_hash,
+            path,
+            summary: TransferSummary {
+                resumed_bytes: self.resumed_bytes,
+                fetched_bytes: self.fetched_bytes,
+                per_peer_bytes: per_peer,
+                elapsed: started.elapsed(),
+            },
+        }
+    }
+
     fn save_resume(&mut self) {
         if let Some(part) = &mut self.part {
             match part.save_resume() {

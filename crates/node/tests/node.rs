@@ -195,7 +195,26 @@ async fn share_list_download_unshare() {
     let (status, _) = http_get(&shared_url, Some("bytes=0-99")).await;
     assert!(status.contains("206"), "{status}");
 
+    // The finished download stays served (NodeConfig::share_completed, on by default): it is
+    // one of the viewer's shares and outlives the seeder's share in the index.
+    let reshared = next(&mut viewer_events, |e| matches!(e, NodeEvent::Shared(_))).await;
+    let NodeEvent::Shared(reshared) = reshared else {
+        unreachable!()
+    };
+    assert_eq!(reshared.path, path);
+    assert_eq!(reshared.info_hash, shared.info_hash);
+    assert_eq!(reshared.size, data.len() as u64);
+    assert_eq!(viewer.shares().await.expect("shares"), vec![reshared]);
     seeder.unshare(shared.info_hash).await.expect("unshare");
+    let me = viewer.node_id().await.expect("id").expect("connected");
+    loop {
+        let files = viewer.list(None).await.expect("list");
+        if files.len() == 1 && files[0].holders == vec![me] && files[0].partial_holders.is_empty() {
+            break;
+        }
+        next(&mut viewer_events, |e| matches!(e, NodeEvent::IndexChanged)).await;
+    }
+    viewer.unshare(shared.info_hash).await.expect("unshare");
     next(&mut viewer_events, |e| matches!(e, NodeEvent::IndexChanged)).await;
     assert!(viewer.list(None).await.expect("list").is_empty());
     let (status, _) = http_get(&shared_url, Some("bytes=0-99")).await;

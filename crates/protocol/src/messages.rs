@@ -77,6 +77,16 @@ pub struct FileAnnouncement {
     pub mime: String,
     /// Category badge.
     pub category: Category,
+    /// The node holds only some pieces (a viewer still downloading, issue 10): it serves the
+    /// pieces it has verified and lists them in its bitfield (`docs/wire.md`). Announcing the
+    /// same info hash again with `false` once the file is complete moves the node to the
+    /// complete holders. Absent means `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub partial: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl FileAnnouncement {
@@ -119,6 +129,20 @@ pub struct IndexedFile {
     pub category: Category,
     /// Nodes that currently hold the whole file and serve it, oldest announcement first.
     pub holders: Vec<NodeId>,
+    /// Nodes that hold part of the file and serve the pieces they have (viewers still
+    /// downloading), oldest announcement first. Absent means none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial_holders: Vec<NodeId>,
+}
+
+impl IndexedFile {
+    /// Complete and partial holders, complete ones first: the nodes a downloader may ask.
+    pub fn all_holders(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.holders
+            .iter()
+            .chain(self.partial_holders.iter())
+            .copied()
+    }
 }
 
 /// A STUN or TURN server for ICE (W3C `RTCIceServer`; RFC 8489 STUN, RFC 8656 TURN).
