@@ -25,6 +25,12 @@ interface Settings {
   downloadDir: string;
   /** Resume unfinished downloads at start and when their sharer comes back. */
   resumeDownloads: boolean;
+  /** A finished download stays shared: it joins My shares and serves other viewers. */
+  shareDownloads: boolean;
+  /** Most MiB/s sent to peers, all transfers together; null = no limit. */
+  maxUploadMiBps: number | null;
+  /** Most MiB/s taken from peers; null = no limit. */
+  maxDownloadMiBps: number | null;
 }
 
 interface Hosting {
@@ -74,9 +80,11 @@ interface NetworkFile {
   size: number;
   mime: string;
   category: Category;
-  /** Nodes that serve it. */
+  /** Nodes that serve the whole file. */
   holders: number;
-  /** This node is one of them. */
+  /** Nodes that serve the part they have (viewers still downloading). */
+  partialHolders: number;
+  /** This node serves the whole file. */
   mine: boolean;
 }
 

@@ -87,7 +87,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn node_config(settings: &Settings, server_url: String, dirs: &Dirs) -> NodeConfig {
+    let limits = settings.transfer_limits();
     NodeConfig {
+        share_completed: limits.share_completed,
+        max_upload_bytes_per_sec: limits.max_upload_bytes_per_sec,
+        max_download_bytes_per_sec: limits.max_download_bytes_per_sec,
         server_url,
         rtc: RtcConfig {
             ice_servers: settings.ice_servers(),
@@ -743,6 +747,10 @@ impl AppCore {
             }
             self.save_transfers(&view);
         }
+        if !network_changed && old.transfer_limits() != settings.transfer_limits() {
+            // Applied at once; a node restart would cost every link.
+            inner.node.set_limits(settings.transfer_limits()).await?;
+        }
         if !network_changed {
             drop(inner);
             self.resume_waiting();
@@ -863,6 +871,13 @@ impl AppCore {
                 let share = Share::from(&file);
                 view.hashing.remove(&file.path);
                 view.shares.insert(file.info_hash, share.clone());
+                // A finished download that stays shared (Settings::share_downloads) was not
+                // shared through `share`: remember it here, so it is shared again next time.
+                let remember = !view.remembered.iter().any(|r| r.path == file.path);
+                if remember {
+                    view.remembered.push(RememberedShare::from(&share));
+                    self.save_shares(&view);
+                }
                 self.emit(&mut view, UiEvent::Shared { share });
             }
             NodeEvent::ShareStopped { info_hash, reason } => {

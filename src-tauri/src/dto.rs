@@ -144,9 +144,11 @@ pub struct NetworkFile {
     pub mime: String,
     /// Category.
     pub category: Category,
-    /// Number of holders.
+    /// Number of nodes that serve the whole file.
     pub holders: usize,
-    /// Whether this node is one of them.
+    /// Number of nodes that serve the part they have (viewers still downloading).
+    pub partial_holders: usize,
+    /// Whether this node serves the whole file.
     pub mine: bool,
 }
 
@@ -157,6 +159,7 @@ impl NetworkFile {
             info_hash: file.info_hash.to_string(),
             mine: me.is_some_and(|me| file.holders.contains(&me)),
             holders: file.holders.len(),
+            partial_holders: file.partial_holders.len(),
             // Names come from the network: no controls, bidi overrides or invisible
             // characters reach the page (shoal_protocol::text).
             name: inert(&file.name, usize::MAX).into_owned(),

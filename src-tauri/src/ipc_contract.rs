@@ -268,6 +268,7 @@ fn rust_shapes() -> BTreeMap<String, Shape> {
         mime: "video/mp4".into(),
         category: Category::Video,
         holders: 1,
+        partial_holders: 2,
         mine: false,
     };
     let events = [

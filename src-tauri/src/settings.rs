@@ -19,7 +19,7 @@ pub struct TurnServer {
 }
 
 /// What the user can set (docs/app-ipc.md `Settings`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Settings {
     /// Signaling server used when not hosting.
@@ -36,7 +36,20 @@ pub struct Settings {
     pub download_dir: PathBuf,
     /// Resume unfinished downloads when the app starts (and when their sharer comes back).
     pub resume_downloads: bool,
+    /// Keep sharing a finished download (it joins My shares and serves other viewers).
+    pub share_downloads: bool,
+    /// Most MiB/s sent to peers over all transfers; `None` is no limit.
+    #[serde(rename = "maxUploadMiBps")]
+    pub max_upload_mibps: Option<f64>,
+    /// Most MiB/s taken from peers over all transfers; `None` is no limit.
+    #[serde(rename = "maxDownloadMiBps")]
+    pub max_download_mibps: Option<f64>,
 }
+
+/// Bytes in a MiB.
+const MIB: f64 = 1024.0 * 1024.0;
+/// The highest limit accepted, in MiB/s (far above what a data channel moves).
+const MAX_LIMIT_MIBPS: f64 = 100_000.0;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -53,6 +66,9 @@ impl Default for Settings {
             turn_servers: Vec::new(),
             download_dir,
             resume_downloads: true,
+            share_downloads: true,
+            max_upload_mibps: None,
+            max_download_mibps: None,
         }
     }
 }
@@ -102,7 +118,29 @@ impl Settings {
         if !self.download_dir.is_absolute() {
             return invalid("The download folder must be a full path".into());
         }
+        for (what, limit) in [
+            ("upload", self.max_upload_mibps),
+            ("download", self.max_download_mibps),
+        ] {
+            if let Some(mibps) = limit
+                && !(0.01..=MAX_LIMIT_MIBPS).contains(&mibps)
+            {
+                return invalid(format!(
+                    "The {what} limit must be from 0.01 to {MAX_LIMIT_MIBPS} MiB/s (got {mibps}); leave it empty for no limit"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The node's limits from these settings (MiB/s to bytes per second).
+    pub fn transfer_limits(&self) -> shoal_node::TransferLimits {
+        let bytes = |mibps: Option<f64>| mibps.map(|m| (m * MIB).round() as u64);
+        shoal_node::TransferLimits {
+            max_upload_bytes_per_sec: bytes(self.max_upload_mibps),
+            max_download_bytes_per_sec: bytes(self.max_download_mibps),
+            share_completed: self.share_downloads,
+        }
     }
 
     /// The STUN and TURN servers as the node takes them.
@@ -304,6 +342,48 @@ mod tests {
                 .is_err_and(|e| e.to_string().contains("stun:"))
         );
         assert!(Settings::default().validate().is_ok());
+        for (upload, download) in [
+            (Some(0.0), None),
+            (None, Some(-1.0)),
+            (Some(f64::NAN), None),
+        ] {
+            let bad = Settings {
+                max_upload_mibps: upload,
+                max_download_mibps: download,
+                ..Settings::default()
+            };
+            assert!(
+                bad.validate()
+                    .is_err_and(|e| e.to_string().contains("limit must be from 0.01")),
+                "{upload:?} {download:?}"
+            );
+        }
+        let capped = Settings {
+            max_upload_mibps: Some(0.5),
+            max_download_mibps: Some(8.0),
+            share_downloads: false,
+            ..Settings::default()
+        };
+        assert!(capped.validate().is_ok());
+        let limits = capped.transfer_limits();
+        assert_eq!(limits.max_upload_bytes_per_sec, Some(524_288));
+        assert_eq!(limits.max_download_bytes_per_sec, Some(8 << 20));
+        assert!(!limits.share_completed);
+    }
+
+    #[test]
+    fn settings_from_before_the_limits_load_with_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("settings.json"),
+            br#"{"serverUrl":"ws://10.0.0.2:7878","host":false,"resumeDownloads":false}"#,
+        )
+        .expect("write");
+        let loaded = Settings::load(dir.path());
+        assert!(!loaded.resume_downloads);
+        assert!(loaded.share_downloads);
+        assert_eq!(loaded.max_upload_mibps, None);
+        assert_eq!(loaded.max_download_mibps, None);
     }
 
     #[test]

@@ -471,14 +471,29 @@ async fn two_apps_share_download_and_play_a_video() {
     a.screenshot("1-hosting").await;
     b.screenshot("1-start").await;
 
-    // 2. B connects through Settings.
+    // 2. B connects through Settings, with an upload limit (issue 10, item 6); a limit of 0
+    // is refused in words first.
     b.wait_css("#settings-tab").await.click().await.unwrap();
     let field = b.wait_css("#settings-server-url").await;
     field.clear().await.unwrap();
     field.send_keys(&address).await.unwrap();
+    let limit = b.wait_css("#settings-max-upload").await;
+    limit.send_keys("0").await.unwrap();
+    b.wait_css("#settings-save").await.click().await.unwrap();
+    let refused = b
+        .wait_text("#settings-status", |t| t.contains("Upload limit"))
+        .await;
+    assert!(refused.contains("at least 0.01"), "{refused}");
+    limit.clear().await.unwrap();
+    limit.send_keys("50").await.unwrap();
     b.wait_css("#settings-save").await.click().await.unwrap();
     b.wait_css("#connection[data-state='connected']").await;
     b.screenshot("2-connected").await;
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config_b.join("settings.json")).unwrap()).unwrap();
+    assert_eq!(saved["maxUploadMiBps"], serde_json::json!(50.0));
+    assert_eq!(saved["maxDownloadMiBps"], serde_json::Value::Null);
+    assert_eq!(saved["shareDownloads"], serde_json::json!(true));
 
     // 3. A real drop of the MP4 onto A's window.
     os_drop(&a.display, &media.mp4);
@@ -510,6 +525,17 @@ async fn two_apps_share_download_and_play_a_video() {
         )
         .await;
     println!("A's share says: {served}");
+    // The finished download stays shared (issue 10): it joins B's shares, and the network
+    // counts B as a second holder of the whole file.
+    b.wait_css(&format!(
+        "#my-shares li.share[data-info-hash='{info_hash}']"
+    ))
+    .await;
+    let holders = b
+        .wait_text(&format!("{row} .holders"), |t| t.contains("2 holders"))
+        .await;
+    println!("B's network row says: {holders}");
+    b.screenshot("5b-shared-after-download").await;
 
     // 5. Play it in the viewer.
     b.wait_css(&format!("{done} button.play"))

@@ -128,7 +128,7 @@ function render() {
 
 /** @param {NetworkFile} f */
 function signature(f) {
-  return `${f.name}\u0000${f.size}\u0000${f.category}\u0000${f.holders}\u0000${f.mine}`;
+  return `${f.name}\u0000${f.size}\u0000${f.category}\u0000${f.holders}\u0000${f.partialHolders}\u0000${f.mine}`;
 }
 
 /** Sets each Download button from `mine` and the running transfers. */
@@ -163,7 +163,7 @@ function updateButtons() {
 function fileRow(file) {
   const button = h("button", { type: "button", class: "button download", "aria-label": `Download ${file.name}` });
   button.addEventListener("click", () => void startDownload(file));
-  const holders = `${file.holders} ${file.holders === 1 ? "holder" : "holders"}`;
+  const holders = holdersText(file);
   return h("li", {
     class: "item network-file",
     dataset: { infoHash: file.infoHash, mine: String(file.mine), sig: signature(file) },
@@ -175,12 +175,23 @@ function fileRow(file) {
       h("div", { class: "item-meta" }, [
         h("span", { class: `badge cat-badge cat-${file.category}`, text: CATEGORY_LABEL[file.category] }),
         h("span", { text: humanSize(file.size) }),
-        h("span", { class: "holders", title: "Nodes that serve this file" }, [icon("users"), holders]),
+        h("span", { class: "holders", title: "Nodes that serve the whole file, and viewers that serve the part they have" }, [icon("users"), holders]),
         file.mine ? h("span", { class: "mine-note", text: "Shared by you" }) : null,
       ]),
     ]),
     h("div", { class: "item-actions" }, [button]),
   ]);
+}
+
+/**
+ * "2 holders", "1 holder + 3 partial", "2 partial".
+ * @param {NetworkFile} file
+ */
+export function holdersText(file) {
+  const whole = `${file.holders} ${file.holders === 1 ? "holder" : "holders"}`;
+  if (file.partialHolders === 0) return whole;
+  const partial = `${file.partialHolders} partial`;
+  return file.holders === 0 ? partial : `${whole} + ${partial}`;
 }
 
 /** @param {NetworkFile} file */

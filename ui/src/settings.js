@@ -16,6 +16,9 @@ const turnEmptyEl = byId("settings-turn-empty", HTMLElement);
 const turnAddEl = byId("settings-turn-add", HTMLButtonElement);
 const dirEl = byId("settings-download-dir", HTMLInputElement);
 const resumeEl = byId("settings-resume", HTMLInputElement);
+const shareDownloadsEl = byId("settings-share-downloads", HTMLInputElement);
+const maxUploadEl = byId("settings-max-upload", HTMLInputElement);
+const maxDownloadEl = byId("settings-max-download", HTMLInputElement);
 const hostProblemEl = byId("settings-host-problem", HTMLElement);
 
 /**
@@ -122,6 +125,9 @@ function fill(s) {
   dirEl.value = s.downloadDir;
   dirEl.title = s.downloadDir;
   resumeEl.checked = s.resumeDownloads;
+  shareDownloadsEl.checked = s.shareDownloads;
+  maxUploadEl.value = s.maxUploadMiBps === null ? "" : String(s.maxUploadMiBps);
+  maxDownloadEl.value = s.maxDownloadMiBps === null ? "" : String(s.maxDownloadMiBps);
   syncHostFields();
   syncTurnEmpty();
 }
@@ -217,6 +223,10 @@ function readForm() {
     }
     turnServers.push({ url, username, credential });
   }
+  const maxUploadMiBps = readLimit(maxUploadEl);
+  if (typeof maxUploadMiBps === "string") return `Upload limit: ${maxUploadMiBps}`;
+  const maxDownloadMiBps = readLimit(maxDownloadEl);
+  if (typeof maxDownloadMiBps === "string") return `Download limit: ${maxDownloadMiBps}`;
   return {
     serverUrl,
     host,
@@ -225,5 +235,28 @@ function readForm() {
     turnServers,
     downloadDir: dirEl.value,
     resumeDownloads: resumeEl.checked,
+    shareDownloads: shareDownloadsEl.checked,
+    maxUploadMiBps,
+    maxDownloadMiBps,
   };
+}
+
+/**
+ * A limit field: null when empty (no limit), MiB/s when a positive number, else a sentence.
+ * @param {HTMLInputElement} el
+ * @returns {number | null | string}
+ */
+function readLimit(el) {
+  const text = el.value.trim();
+  if (el.validity.badInput) {
+    el.focus();
+    return "enter a number of MiB/s, or leave it empty for no limit.";
+  }
+  if (text === "") return null;
+  const mibps = Number(text);
+  if (!Number.isFinite(mibps) || mibps < 0.01) {
+    el.focus();
+    return "enter MiB/s of at least 0.01, or leave it empty for no limit.";
+  }
+  return mibps;
 }

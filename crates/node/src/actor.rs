@@ -362,6 +362,14 @@ impl Actor {
             Command::MediaUrl { path, reply } => {
                 let _ = reply.send(self.media_url(path).await);
             }
+            Command::SetLimits { limits, reply } => {
+                self.limits.upload.set(limits.max_upload_bytes_per_sec);
+                self.limits.download.set(limits.max_download_bytes_per_sec);
+                self.config.max_upload_bytes_per_sec = limits.max_upload_bytes_per_sec;
+                self.config.max_download_bytes_per_sec = limits.max_download_bytes_per_sec;
+                self.config.share_completed = limits.share_completed;
+                let _ = reply.send(());
+            }
             Command::Shutdown { .. } => unreachable!("`run` handles Shutdown before dispatch"),
         }
     }

@@ -158,9 +158,25 @@ pub(crate) enum Command {
         path: PathBuf,
         reply: oneshot::Sender<Result<String, NodeError>>,
     },
+    SetLimits {
+        limits: TransferLimits,
+        reply: oneshot::Sender<()>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// What a node's transfers may use, changeable while it runs ([`NodeHandle::set_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferLimits {
+    /// [`NodeConfig::max_upload_bytes_per_sec`].
+    pub max_upload_bytes_per_sec: Option<u64>,
+    /// [`NodeConfig::max_download_bytes_per_sec`].
+    pub max_download_bytes_per_sec: Option<u64>,
+    /// [`NodeConfig::share_completed`]; downloads already under way keep the value they
+    /// started with.
+    pub share_completed: bool,
 }
 
 /// A cheap, cloneable handle on a running node. Every method is a request to the node's
@@ -339,6 +355,15 @@ impl NodeHandle {
     /// [`NodeError::NotPlayable`] for any other path; an I/O error if the server cannot start.
     pub async fn media_url(&self, path: PathBuf) -> Result<String, NodeError> {
         self.ask(|reply| Command::MediaUrl { path, reply }).await?
+    }
+
+    /// Changes the bandwidth caps at once (links under way included) and whether downloads
+    /// started from now on stay shared when complete.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`].
+    pub async fn set_limits(&self, limits: TransferLimits) -> Result<(), NodeError> {
+        self.ask(|reply| Command::SetLimits { limits, reply }).await
     }
 
     /// Stops the node: saves download state, closes peer connections and the signaling

@@ -58,22 +58,30 @@ impl Bucket {
     }
 }
 
-/// A cap on one direction's bytes per second for the whole node, or none.
+/// A cap on one direction's bytes per second for the whole node, or none; can be changed
+/// while links run ([`RateLimit::set`]).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct RateLimit(Option<Arc<Mutex<Bucket>>>);
+pub(crate) struct RateLimit(Arc<Mutex<Option<Bucket>>>);
 
 impl RateLimit {
     /// At most `bytes_per_sec`; `None` is no cap.
     pub(crate) fn new(bytes_per_sec: Option<u64>) -> Self {
-        Self(bytes_per_sec.map(|rate| Arc::new(Mutex::new(Bucket::new(rate, Instant::now())))))
+        let limit = Self::default();
+        limit.set(bytes_per_sec);
+        limit
+    }
+
+    /// Changes the cap (a full bucket at the new rate); `None` lifts it.
+    pub(crate) fn set(&self, bytes_per_sec: Option<u64>) {
+        *lock(&self.0) = bytes_per_sec.map(|rate| Bucket::new(rate, Instant::now()));
     }
 
     /// Waits until `bytes` may pass.
     pub(crate) async fn acquire(&self, bytes: usize) {
-        let Some(bucket) = &self.0 else {
-            return;
+        let wait = match lock(&self.0).as_mut() {
+            Some(bucket) => bucket.reserve(bytes, Instant::now()),
+            None => return,
         };
-        let wait = lock(bucket).reserve(bytes, Instant::now());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
