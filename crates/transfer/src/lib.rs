@@ -33,4 +33,6 @@
 mod swarm;
 pub mod wire;
 
-pub use swarm::{CloseReason, Input, LinkId, LinkStats, Output, Swarm, SwarmConfig, SwarmEvent};
+pub use swarm::{
+    CloseReason, Input, LinkId, LinkStats, Output, Playhead, Swarm, SwarmConfig, SwarmEvent,
+};

@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use shoal_protocol::{InfoHash, NodeId};
 use shoal_storage::{Bitfield, Layout, Manifest, sha256};
 use shoal_transfer::wire::{RejectReason, WireMessage};
-use shoal_transfer::{Input, LinkId, Output, Swarm, SwarmConfig};
+use shoal_transfer::{Input, LinkId, Output, Playhead, Swarm, SwarmConfig};
 
 fn message() -> impl Strategy<Value = (u8, u32, u32, u8, Vec<u8>)> {
     (
@@ -154,6 +154,7 @@ proptest! {
             ]),
             1..60,
         ),
+        playheads in proptest::collection::vec((any::<u64>(), any::<u64>()), 0..4),
     ) {
         // Pieces of 16 KiB: up to three pieces, so random piece numbers hit real ones.
         let layout = Layout::new(content.len() as u64, 16_384).expect("layout");
@@ -191,9 +192,22 @@ proptest! {
                 swarm.handle_input(Input::Message { link: LinkId(link), data: &handshake }, start);
             }
         }
+        // Readers anywhere (issue 10), even past the end, set now and moved half-way.
+        let playheads: Vec<Playhead> = playheads
+            .iter()
+            .map(|(offset, ahead)| Playhead { offset: *offset % (2 * content.len() as u64), ahead_bytes: *ahead })
+            .collect();
+        downloader.handle_input(Input::Playheads(&playheads), start);
         let mut now = start;
-        for (link, data) in &messages {
+        for (i, (link, data)) in messages.iter().enumerate() {
             now += Duration::from_millis(20);
+            if i == messages.len() / 2 {
+                let moved: Vec<Playhead> = playheads
+                    .iter()
+                    .map(|p| Playhead { offset: p.offset / 2, ..*p })
+                    .collect();
+                downloader.handle_input(Input::Playheads(&moved), now);
+            }
             for swarm in [&mut seeder, &mut downloader] {
                 swarm.handle_input(Input::Message { link: LinkId(*link), data }, now);
                 for _ in 0..10_000 {

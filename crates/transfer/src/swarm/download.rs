@@ -106,6 +106,8 @@ impl Swarm {
         self.picker.reset(&have);
         self.have = have;
         self.manifest = Some(manifest);
+        // Readers set before the manifest was known get their tiers now.
+        self.update_priority();
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
         for link in ids {
             let Some(l) = self.links.get_mut(&link) else {
@@ -319,6 +321,7 @@ impl Swarm {
         if expired {
             self.fill_all();
         }
+        self.check_critical();
     }
 
     pub(super) fn fill_all(&mut self) {
@@ -371,6 +374,7 @@ impl Swarm {
                 l.requested.push_back(piece);
             }
             self.picker.requested(piece);
+            self.note_request(link, piece);
             self.send(link, WireMessage::Request(piece));
         }
     }

@@ -137,6 +137,21 @@ pub enum Input<'a> {
     },
     /// The time given by [`Output::Timeout`] has come.
     Timeout,
+    /// The readers of the file being downloaded now (players streaming it), replacing the
+    /// last set; empty when nobody reads. Their positions set the picker's critical and
+    /// read-ahead tiers, and from the first one on the first and last 1 % of the file come
+    /// before the rest (issue 10).
+    Playheads(&'a [Playhead]),
+}
+
+/// One reader of a download (a player streaming it, issue 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Playhead {
+    /// The next byte the reader needs, from the start of the file.
+    pub offset: u64,
+    /// Bytes after `offset` to fetch before the rest: the read-ahead window (the node makes
+    /// it about 30 s of media).
+    pub ahead_bytes: u64,
 }
 
 /// What comes out of the swarm, drained with [`Swarm::poll_output`] until `Timeout`.

@@ -9,9 +9,10 @@ mod download;
 mod io;
 mod link;
 mod picker;
+mod stream;
 mod upload;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,7 +20,7 @@ use shoal_protocol::{InfoHash, NodeId};
 use shoal_storage::{Bitfield, MAX_PIECES, Manifest};
 use tracing::debug;
 
-pub use io::{CloseReason, Input, LinkId, LinkStats, Output, SwarmConfig, SwarmEvent};
+pub use io::{CloseReason, Input, LinkId, LinkStats, Output, Playhead, SwarmConfig, SwarmEvent};
 use link::{Link, ManifestFetch};
 use picker::Picker;
 
@@ -50,6 +51,12 @@ pub struct Swarm {
     now: Instant,
     completed: bool,
     serving: bool,
+    /// Readers of the file being downloaded (issue 10).
+    playheads: Vec<Playhead>,
+    /// A reader was ever set: the index tier stays on.
+    streaming: bool,
+    /// Critical pieces in flight: the link first asked and when (for their deadline).
+    critical_since: HashMap<u32, (LinkId, Instant)>,
 }
 
 impl Swarm {
@@ -72,6 +79,9 @@ impl Swarm {
             now,
             completed: false,
             serving: true,
+            playheads: Vec::new(),
+            streaming: false,
+            critical_since: HashMap::new(),
         }
     }
 
@@ -170,6 +180,7 @@ impl Swarm {
             }
             Input::PieceWritten { piece } => self.on_piece_written(piece),
             Input::Timeout => self.on_timeout(),
+            Input::Playheads(playheads) => self.set_playheads(playheads),
         }
     }
 
@@ -205,6 +216,9 @@ impl Swarm {
         }
         for l in self.links.values() {
             next = next.min(l.last_activity + self.config.idle_timeout);
+        }
+        if let Some(critical) = self.next_critical_deadline() {
+            next = next.min(critical);
         }
         next.max(self.now)
     }

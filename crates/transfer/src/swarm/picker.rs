@@ -4,8 +4,14 @@
 //! unrequested is available anywhere, pieces other links are already fetching, fewest
 //! requests first, so a slow or vanished peer cannot hold up the last pieces. The picker
 //! knows pieces (their state, how many links have them, how many requests are out); it knows
-//! nothing of links, time or the wire, so it is unit-tested on its own. The watch engine's
-//! tiers (critical, read-ahead, index) are meant to sit in front of [`Picker::next`].
+//! nothing of links, time or the wire, so it is unit-tested on its own.
+//!
+//! In front of rarest-first sits the *priority list* a watched download sets
+//! ([`Picker::set_priority`], issue 10): critical pieces (a reader waits for them now), then
+//! the read-ahead window, then the index pieces at both ends of the file, in that order. Its
+//! pieces are picked in list order; a critical piece that is overdue on its link
+//! ([`Picker::set_overdue`]) may be asked of a second link (libtorrent's time-critical
+//! pieces). A piece that leaves the list (a seek) is an ordinary rest-tier piece again at once.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -58,6 +64,12 @@ pub(crate) struct Picker {
     wanted: BTreeSet<WantKey>,
     /// Missing pieces with at least one request out, for endgame.
     in_flight: BTreeSet<u32>,
+    /// Pieces to fetch before the rest, most urgent first.
+    priority: Vec<u32>,
+    /// How many of `priority` (its first ones) are critical.
+    critical: usize,
+    /// Critical pieces whose request is overdue: a second link may be asked.
+    overdue: BTreeSet<u32>,
 }
 
 impl Picker {
@@ -88,6 +100,9 @@ impl Picker {
         self.want_key = vec![None; count];
         self.wanted.clear();
         self.in_flight.clear();
+        self.priority.clear();
+        self.critical = 0;
+        self.overdue.clear();
         for piece in 0..count as u32 {
             self.update(piece);
         }
@@ -151,16 +166,81 @@ impl Picker {
         }
     }
 
-    /// The piece to ask a link for next: the rarest missing, unrequested piece the link has
-    /// (`remote`); failing that, when no unrequested piece is available anywhere (endgame),
-    /// the in-flight piece with the fewest requests that the link has, has not been asked
-    /// for on it (`on_link`) and has fewer than `max_requests` requests out.
+    /// Sets the pieces to fetch before the rest, most urgent first; the first `critical` of
+    /// them are critical. Pieces past the end are ignored. Replaces the previous list: the
+    /// pieces that leave it are rest-tier pieces again.
+    pub(crate) fn set_priority(&mut self, pieces: Vec<u32>, critical: usize) {
+        let count = self.state.len() as u32;
+        let mut seen = std::collections::HashSet::with_capacity(pieces.len());
+        let mut kept = Vec::with_capacity(pieces.len());
+        let mut kept_critical = 0;
+        for (i, piece) in pieces.into_iter().enumerate() {
+            if piece < count && seen.insert(piece) {
+                kept.push(piece);
+                if i < critical {
+                    kept_critical += 1;
+                }
+            }
+        }
+        self.priority = kept;
+        self.critical = kept_critical;
+        let critical: std::collections::HashSet<u32> = self.critical_pieces().collect();
+        self.overdue.retain(|p| critical.contains(p));
+    }
+
+    /// The critical pieces, most urgent first.
+    pub(crate) fn critical_pieces(&self) -> impl Iterator<Item = u32> + '_ {
+        self.priority[..self.critical].iter().copied()
+    }
+
+    /// Whether `piece` is in the priority list.
+    pub(crate) fn is_priority(&self, piece: u32) -> bool {
+        self.priority.contains(&piece)
+    }
+
+    /// Whether `piece` is marked overdue.
+    pub(crate) fn is_overdue(&self, piece: u32) -> bool {
+        self.overdue.contains(&piece)
+    }
+
+    /// Marks a critical piece overdue (it may be requested once more) or not.
+    pub(crate) fn set_overdue(&mut self, piece: u32, overdue: bool) {
+        if overdue {
+            self.overdue.insert(piece);
+        } else {
+            self.overdue.remove(&piece);
+        }
+    }
+
+    /// The piece to ask a link for next. First the priority list, in order: a missing piece
+    /// the link has (`remote`) and nobody was asked for, or a critical one that is overdue
+    /// elsewhere, not asked of this link (`on_link`) and has fewer than two requests out.
+    /// Then the rarest missing, unrequested piece the link has; failing that, when no
+    /// unrequested piece is available anywhere (endgame), the in-flight piece with the fewest
+    /// requests that the link has, has not been asked for on it and has fewer than
+    /// `max_requests` requests out.
     pub(crate) fn next(
         &self,
         remote: &Bitfield,
         on_link: &VecDeque<u32>,
         max_requests: u8,
     ) -> Option<u32> {
+        for (i, &piece) in self.priority.iter().enumerate() {
+            let p = piece as usize;
+            if self.state[p] != PieceState::Missing || !remote.has_raw(piece) {
+                continue;
+            }
+            if self.requests[p] == 0 && self.availability[p] > 0 {
+                return Some(piece);
+            }
+            if i < self.critical
+                && self.requests[p] < 2
+                && self.overdue.contains(&piece)
+                && !on_link.contains(&piece)
+            {
+                return Some(piece);
+            }
+        }
         let normal = self
             .wanted
             .iter()
@@ -211,6 +291,9 @@ impl Picker {
             self.in_flight.insert(piece);
         } else {
             self.in_flight.remove(&piece);
+        }
+        if !missing {
+            self.overdue.remove(&piece);
         }
     }
 }
@@ -308,6 +391,76 @@ mod tests {
         let p = picker(0, 2, &[(1, 1)]);
         // The link claims piece 0 but no availability was counted for it.
         assert_eq!(p.next(&bitfield(2, &[0]), NONE, 2), None);
+    }
+
+    #[test]
+    fn the_priority_list_comes_first_in_its_own_order() {
+        // Rarity alone would pick piece 0 (one holder) first.
+        let mut p = picker(
+            7,
+            8,
+            &[
+                (0, 1),
+                (1, 3),
+                (2, 3),
+                (3, 3),
+                (4, 3),
+                (5, 3),
+                (6, 3),
+                (7, 3),
+            ],
+        );
+        let all = bitfield(8, &(0..8).collect::<Vec<_>>());
+        p.set_priority(vec![5, 6, 7, 1], 1);
+        assert_eq!(p.next(&all, NONE, 2), Some(5));
+        p.requested(5);
+        assert_eq!(p.next(&all, NONE, 2), Some(6));
+        p.requested(6);
+        p.requested(7);
+        p.requested(1);
+        assert_eq!(p.next(&all, NONE, 2), Some(0), "then the rarest");
+        // A link without the priority pieces gets the rest.
+        p.unrequest(7);
+        assert_eq!(p.next(&bitfield(8, &[0, 2]), NONE, 2), Some(0));
+    }
+
+    #[test]
+    fn a_seek_puts_the_old_window_back_with_the_rest() {
+        let mut p = picker(0, 6, &[(0, 2), (1, 2), (2, 2), (3, 2), (4, 1), (5, 2)]);
+        let all = bitfield(6, &(0..6).collect::<Vec<_>>());
+        p.set_priority(vec![1, 2, 3], 1);
+        assert_eq!(p.next(&all, NONE, 2), Some(1));
+        // Seek to the end: 1-3 are ordinary again; 4 is also the rarest.
+        p.set_priority(vec![5], 1);
+        assert_eq!(p.next(&all, NONE, 2), Some(5));
+        p.requested(5);
+        assert_eq!(p.next(&all, NONE, 2), Some(4));
+        assert!(!p.is_priority(1));
+    }
+
+    #[test]
+    fn an_overdue_critical_piece_is_asked_of_a_second_link_once() {
+        let mut p = picker(0, 4, &[(0, 2), (1, 2), (2, 2), (3, 2)]);
+        let all = bitfield(4, &[0, 1, 2, 3]);
+        p.set_priority(vec![2, 3], 1);
+        p.requested(2);
+        let first_link = VecDeque::from([2]);
+        // Not overdue: the next link gets the read-ahead piece.
+        assert_eq!(p.next(&all, NONE, 2), Some(3));
+        p.set_overdue(2, true);
+        assert_eq!(p.next(&all, NONE, 2), Some(2), "asked again elsewhere");
+        assert_eq!(
+            p.next(&all, &first_link, 2),
+            Some(3),
+            "never twice on the same link"
+        );
+        p.requested(2);
+        assert_eq!(p.next(&all, NONE, 2), Some(3), "two requests at most");
+        // Verified: it leaves the overdue set.
+        p.unrequest(2);
+        p.unrequest(2);
+        p.set_writing(2);
+        assert!(p.overdue.is_empty());
     }
 
     #[test]
