@@ -132,6 +132,17 @@ enum Commands {
         #[arg(long)]
         seed_after: bool,
     },
+    /// Download a file and play it while it arrives: prints a loopback http:// URL on stdout
+    /// that mpv, VLC or a browser can play and seek (HTTP Range) while the download runs; the
+    /// pieces a player reads come first. Keeps serving the URL and the file after the
+    /// download completes, until Ctrl-C; Ctrl-C before that keeps the .part file.
+    Watch {
+        /// The file's info hash (64 hex characters).
+        info_hash: InfoHash,
+        /// Folder to download into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Benchmark: a signaling server, a seeder and a downloader as separate processes on
     /// loopback; prints MiB/s and peak memory next to plain TCP and sha256sum.
     Bench(bench::BenchArgs),
@@ -266,12 +277,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Get {
             seed_after: true,
             ..
-        }
+        } | Commands::Watch { .. }
     );
     let (node, mut events) = Node::spawn(config);
     // Stopping ends `seed`, and `get --seed-after` once its file is complete: exit 0.
     let seeding = std::cell::Cell::new(matches!(cli.command, Commands::Seed { .. }));
-    let downloading = matches!(cli.command, Commands::Get { .. });
+    let downloading = matches!(cli.command, Commands::Get { .. } | Commands::Watch { .. });
     let work = async {
         connected(&mut events, &cli.net.server).await?;
         anyhow::Ok(match cli.command {
@@ -289,12 +300,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out,
                 seed_after,
             } => {
-                let code = get(&node, &mut events, info_hash, out).await?;
+                let transfer = node.download(info_hash, Some(out)).await?;
+                let code = follow(&mut events, transfer).await?;
                 if seed_after {
                     seeding.set(true);
                     serve(&mut events).await?;
                 }
                 code
+            }
+            Commands::Watch { info_hash, out } => {
+                let transfer = node.download(info_hash, Some(out)).await?;
+                let url = node.stream_url(transfer).await?;
+                println!("{url}");
+                eprintln!("play {url} (mpv, VLC); it plays and seeks while the file arrives");
+                follow(&mut events, transfer).await?;
+                seeding.set(true);
+                eprintln!("complete; still serving {url}");
+                serve(&mut events).await?
             }
             Commands::Bench(_) => unreachable!("handled before the runtime starts"),
         })
@@ -404,13 +426,11 @@ async fn serve(events: &mut mpsc::Receiver<NodeEvent>) -> anyhow::Result<ExitCod
     }
 }
 
-async fn get(
-    node: &NodeHandle,
+/// Shows a download's progress until it completes (prints the path on stdout) or fails.
+async fn follow(
     events: &mut mpsc::Receiver<NodeEvent>,
-    info_hash: InfoHash,
-    out: PathBuf,
+    transfer: shoal_node::TransferId,
 ) -> anyhow::Result<ExitCode> {
-    let transfer = node.download(info_hash, Some(out)).await?;
     let mut bar: Option<progress::Transfer> = None;
     loop {
         match events.recv().await {

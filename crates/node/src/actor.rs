@@ -22,6 +22,7 @@ use crate::limit::{Limits, RateLimit};
 use crate::media::MediaServer;
 use crate::policy::{GiveUp, HolderPolicy};
 use crate::signaling::{self, SignalingEvent};
+use crate::stream::Stream;
 use crate::swarm_task::{self, SwarmCommand, SwarmEnded, SwarmSpec};
 use crate::{Command, NodeConfig, NodeError};
 
@@ -120,6 +121,10 @@ struct Download {
     entry: IndexedFile,
     /// It knows the manifest and is announced (or queued) as a partial holder.
     holds: bool,
+    /// What players stream from it ([`crate::stream`]).
+    stream: Arc<Stream>,
+    /// Its file name (safe).
+    name: String,
 }
 
 /// A download's progress as its swarm task last reported it, for [`NodeHandle::transfers`].
@@ -361,6 +366,9 @@ impl Actor {
             }
             Command::MediaUrl { path, reply } => {
                 let _ = reply.send(self.media_url(path).await);
+            }
+            Command::StreamUrl { transfer, reply } => {
+                let _ = reply.send(self.stream_url(transfer).await);
             }
             Command::SetLimits { limits, reply } => {
                 self.limits.upload.set(limits.max_upload_bytes_per_sec);
@@ -1024,14 +1032,20 @@ impl Actor {
             rate_bytes_per_sec: 0.0,
             peers: 0,
         })));
+        let mime = match mime_guess::from_path(&name).first() {
+            Some(guess) => guess.essence_str().to_owned(),
+            None => file.mime.clone(),
+        };
+        let (stream, stream_feed) = crate::stream::stream(mime);
         let what = swarm_task::DownloadSpec {
             transfer,
             status: status.clone(),
-            name,
+            name: name.clone(),
             len_bytes: file.size,
             dir: out_dir,
             share_after: self.config.share_completed,
             hash_cache: self.config.hash_cache.clone(),
+            stream: stream_feed,
         };
         tokio::spawn(swarm_task::run_download(
             spec,
@@ -1055,6 +1069,8 @@ impl Actor {
                 status,
                 entry: file,
                 holds: false,
+                stream,
+                name,
             },
         );
         self.connect_holders(transfer, &holders);
@@ -1121,6 +1137,41 @@ impl Actor {
         }
     }
 
+    /// A download's stream URL gives way to its finished file, or stops answering when the
+    /// download ended without one (unless the content is shared or finished otherwise).
+    fn stream_done(&mut self, info_hash: InfoHash, path: Option<&std::path::Path>) {
+        let Some(media) = &self.media else {
+            return;
+        };
+        if !media.is_stream(info_hash) {
+            return;
+        }
+        let other = self
+            .shares
+            .get(&info_hash)
+            .map(|s| s.file.path.clone())
+            .or_else(|| self.completed.get(&info_hash).cloned());
+        match path.map(std::path::Path::to_path_buf).or(other) {
+            Some(path) => {
+                media.register(info_hash, path);
+            }
+            None => media.revoke(info_hash),
+        }
+    }
+
+    /// A URL that plays a download while it runs ([`crate::NodeHandle::stream_url`]).
+    async fn stream_url(&mut self, transfer: TransferId) -> Result<String, NodeError> {
+        let Some(d) = self.downloads.get(&transfer) else {
+            return Err(NodeError::UnknownTransfer(transfer.0));
+        };
+        let (info_hash, name, stream) = (d.info_hash, d.name.clone(), d.stream.clone());
+        if self.media.is_none() {
+            self.media = Some(MediaServer::start().await.map_err(NodeError::MediaServer)?);
+        }
+        let media = self.media.as_ref().ok_or(NodeError::Stopped)?;
+        Ok(media.register_stream(info_hash, &name, stream))
+    }
+
     async fn media_url(&mut self, path: PathBuf) -> Result<String, NodeError> {
         let info_hash = self
             .shares
@@ -1155,6 +1206,7 @@ impl Actor {
             return;
         };
         self.completed.insert(info_hash, path.clone());
+        self.stream_done(info_hash, Some(&path));
         if self.shares.contains_key(&info_hash) {
             // The user shares the same content from another file already.
             let _ = download.swarm.send(SwarmCommand::Stop);
@@ -1192,6 +1244,7 @@ impl Actor {
         match ended.transfer {
             Some(transfer) => {
                 let held = self.downloads.remove(&transfer).is_some_and(|d| d.holds);
+                self.stream_done(ended.info_hash, ended.path.as_deref());
                 if let Some(path) = ended.path {
                     self.completed.insert(ended.info_hash, path);
                 }

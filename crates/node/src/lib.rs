@@ -21,6 +21,7 @@ mod media;
 mod media_type;
 mod policy;
 mod signaling;
+mod stream;
 mod swarm_task;
 
 use std::path::PathBuf;
@@ -156,6 +157,10 @@ pub(crate) enum Command {
     },
     MediaUrl {
         path: PathBuf,
+        reply: oneshot::Sender<Result<String, NodeError>>,
+    },
+    StreamUrl {
+        transfer: TransferId,
         reply: oneshot::Sender<Result<String, NodeError>>,
     },
     SetLimits {
@@ -355,6 +360,22 @@ impl NodeHandle {
     /// [`NodeError::NotPlayable`] for any other path; an I/O error if the server cannot start.
     pub async fn media_url(&self, path: PathBuf) -> Result<String, NodeError> {
         self.ask(|reply| Command::MediaUrl { path, reply }).await?
+    }
+
+    /// A loopback URL that plays a download while it runs (issue 10):
+    /// `http://127.0.0.1:<port>/<random token>/<info hash>/<name>`, answering HTTP Range
+    /// requests (RFC 9110 §14) with verified bytes only. A request for bytes not yet here
+    /// makes their pieces the download's most urgent and waits for them; when no piece at all
+    /// arrives for 30 s it fails (504 before the response starts, a cut body after). Bytes
+    /// past the end get 416. When the download completes the same URL serves the finished
+    /// file; when it fails or is cancelled the URL stops answering.
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownTransfer`] when no such download runs; an I/O error if the server
+    /// cannot start.
+    pub async fn stream_url(&self, transfer: TransferId) -> Result<String, NodeError> {
+        self.ask(|reply| Command::StreamUrl { transfer, reply })
+            .await?
     }
 
     /// Changes the bandwidth caps at once (links under way included) and whether downloads

@@ -3,7 +3,9 @@
 //!
 //! WebKitGTK plays `<video>` from a loopback HTTP server but not from a custom URI scheme
 //! (docs/ARCHITECTURE.md "Measured facts"; tauri#3725), hence a server. The random token keeps other local programs and web
-//! pages out; only files registered by the node (its shares and finished downloads) are served.
+//! pages out; only files registered by the node (its shares and downloads) are served. A
+//! download in progress is served from its `.part` file by [`crate::stream`], verified bytes
+//! only, waiting for missing pieces.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,10 +22,21 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use tracing::{debug, warn};
 
+use crate::stream::Stream;
+
+/// What a URL serves.
+#[derive(Clone)]
+enum Entry {
+    /// A whole file on disk (a share or a finished download).
+    File(PathBuf),
+    /// A download in progress, from its `.part` file ([`crate::stream`]).
+    Stream(Arc<Stream>),
+}
+
 #[derive(Clone)]
 struct Shared {
     token: Arc<str>,
-    files: Arc<RwLock<HashMap<InfoHash, PathBuf>>>,
+    files: Arc<RwLock<HashMap<InfoHash, Entry>>>,
 }
 
 /// A running media server.
@@ -70,14 +83,41 @@ impl MediaServer {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
         if let Ok(mut files) = self.shared.files.write() {
-            files.insert(info_hash, path);
+            files.insert(info_hash, Entry::File(path));
         }
+        self.url(info_hash, &name)
+    }
+
+    /// Makes a download in progress playable as `info_hash` under `name`; returns its URL.
+    /// Registering the finished file later ([`MediaServer::register`]) takes over for new
+    /// requests; requests under way read on.
+    pub(crate) fn register_stream(
+        &self,
+        info_hash: InfoHash,
+        name: &str,
+        stream: Arc<Stream>,
+    ) -> String {
+        if let Ok(mut files) = self.shared.files.write() {
+            files.insert(info_hash, Entry::Stream(stream));
+        }
+        self.url(info_hash, name)
+    }
+
+    /// Whether `info_hash` is served from a download in progress.
+    pub(crate) fn is_stream(&self, info_hash: InfoHash) -> bool {
+        self.shared
+            .files
+            .read()
+            .is_ok_and(|f| matches!(f.get(&info_hash), Some(Entry::Stream(_))))
+    }
+
+    fn url(&self, info_hash: InfoHash, name: &str) -> String {
         format!(
             "http://{}/{}/{}/{}",
             self.addr,
             self.shared.token,
             info_hash,
-            percent_encode(&name)
+            percent_encode(name)
         )
     }
 }
@@ -106,13 +146,17 @@ async fn serve(
     let Ok(info_hash) = info_hash.parse::<InfoHash>() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let path = shared
+    let entry = shared
         .files
         .read()
         .ok()
         .and_then(|files| files.get(&info_hash).cloned());
-    let Some(path) = path else {
-        return StatusCode::NOT_FOUND.into_response();
+    let path = match entry {
+        None => return StatusCode::NOT_FOUND.into_response(),
+        Some(Entry::Stream(stream)) => {
+            return crate::stream::serve(stream, request.headers()).await;
+        }
+        Some(Entry::File(path)) => path,
     };
     match ServeFile::new(path).oneshot(request).await {
         Ok(response) => response.into_response(),

@@ -1,7 +1,7 @@
 //! The driver of one content's [`Swarm`]: owns the swarm, its file (the original for a share,
 //! the `.part` file for a download), its links, the clock; runs the sans-IO loop.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +11,10 @@ use bytes::Bytes;
 use shoal_protocol::{InfoHash, NodeId};
 use shoal_rtc::{DataLink, PeerLink};
 use shoal_storage::{Bitfield, Manifest, PartFile, SourceFile};
-use shoal_transfer::{CloseReason, Input, LinkId, Output, Swarm, SwarmConfig, SwarmEvent};
-use tokio::sync::mpsc;
+use shoal_transfer::{
+    CloseReason, Input, LinkId, Output, Playhead, Swarm, SwarmConfig, SwarmEvent,
+};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -22,6 +24,7 @@ use crate::events::{
     DownloadProgress, FailureCause, NodeEvent, TransferId, TransferSummary, UploadProgress,
 };
 use crate::limit::Limits;
+use crate::stream::{READ_AHEAD_BYTES, ReaderUpdate, StreamFeed, StreamState};
 
 /// How often progress is reported.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -57,6 +60,8 @@ pub(crate) struct DownloadSpec {
     /// Where the finished file's manifest is remembered, so sharing it again later reads
     /// nothing ([`crate::NodeConfig::hash_cache`]).
     pub(crate) hash_cache: Option<PathBuf>,
+    /// What players streaming it read, and where they read ([`crate::stream`]).
+    pub(crate) stream: StreamFeed,
 }
 
 /// What a swarm task is for: serving a shared file, or downloading one.
@@ -91,6 +96,12 @@ struct Download {
     last_resume_save: Instant,
     share_after: bool,
     hash_cache: Option<PathBuf>,
+    /// Published for readers: manifest, `.part` file, pieces written.
+    stream: watch::Sender<StreamState>,
+    /// Pieces last published to readers.
+    published: u32,
+    /// Readers (requests of the media server) and the byte each needs next.
+    readers: BTreeMap<u64, u64>,
 }
 
 impl Role {
@@ -176,7 +187,7 @@ pub(crate) async fn run_seeding(
     let have = Bitfield::full(manifest.layout().piece_count());
     let swarm = Swarm::with_manifest(manifest, have, config, now);
     let (driver, io_rx) = Driver::new(spec, swarm, Role::Seed { source });
-    driver.run(commands, io_rx).await;
+    driver.run(commands, io_rx, None).await;
 }
 
 /// Downloads a file into `dir`, resuming a `.part` file of the same content there.
@@ -195,7 +206,12 @@ pub(crate) async fn run_download(
         dir,
         share_after,
         hash_cache,
+        stream,
     } = what;
+    let StreamFeed {
+        state: stream,
+        readers,
+    } = stream;
     let resume_dir = dir.clone();
     let resumed = tokio::task::spawn_blocking(move || PartFile::resume(&resume_dir, info_hash))
         .await
@@ -213,6 +229,7 @@ pub(crate) async fn run_download(
         Ok(None) => (Swarm::new_download(info_hash, config, now), None, 0),
         Err(reason) => {
             *lock(&status) = None;
+            stream.send_modify(|s| s.ended = Some(reason.clone()));
             return fail_early(spec, transfer, reason).await;
         }
     };
@@ -243,19 +260,23 @@ pub(crate) async fn run_download(
         last_resume_save: Instant::now(),
         share_after,
         hash_cache,
+        stream,
+        published: 0,
+        readers: BTreeMap::new(),
     }));
     let (mut driver, io_rx) = Driver::new(spec, swarm, role);
     if driver.swarm.manifest().is_some() {
-        // Resumed: it holds pieces others may want.
+        // Resumed: it holds pieces others may want, and readers may read them.
         let _ = driver
             .spec
             .internal
             .send(Internal::ManifestKnown { transfer });
+        driver.open_for_readers();
     }
     if driver.swarm.is_complete() {
         driver.outcome = Some(Outcome::Completed);
     }
-    driver.run(commands, io_rx).await;
+    driver.run(commands, io_rx, Some(readers)).await;
 }
 
 async fn fail_early(spec: SwarmSpec, transfer: TransferId, reason: String) {
@@ -304,11 +325,13 @@ impl Driver {
         mut self,
         mut commands: mpsc::UnboundedReceiver<SwarmCommand>,
         mut io_rx: mpsc::Receiver<LinkIo>,
+        mut readers: Option<mpsc::UnboundedReceiver<ReaderUpdate>>,
     ) {
         let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.drain();
+            self.publish();
             if let Some(outcome) = self.outcome.take() {
                 if matches!(outcome, Outcome::Completed)
                     && matches!(&self.role, Role::Download(d) if d.share_after)
@@ -328,6 +351,15 @@ impl Driver {
                     Some(SwarmCommand::Stop) | None => self.outcome = Some(Outcome::Stopped),
                 },
                 Some(io) = io_rx.recv() => self.on_io(io),
+                update = async {
+                    match readers.as_mut() {
+                        Some(r) => r.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match update {
+                    Some(update) => self.on_reader(update),
+                    None => readers = None,
+                },
                 _ = tokio::time::sleep_until(Instant::from_std(deadline)) => self.feed(Input::Timeout),
                 _ = progress.tick() => self.on_tick(),
             }
@@ -430,6 +462,7 @@ impl Driver {
                             let _ = self.spec.internal.send(Internal::ManifestKnown {
                                 transfer: d.transfer,
                             });
+                            self.open_for_readers();
                         }
                         Err(e) => {
                             self.outcome =
@@ -470,6 +503,66 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Opens the `.part` file for readers and publishes the manifest and the pieces had.
+    fn open_for_readers(&mut self) {
+        let Role::Download(d) = &mut self.role else {
+            return;
+        };
+        let Some(part) = &d.part else {
+            return;
+        };
+        match std::fs::File::open(part.part_path()) {
+            Ok(file) => {
+                let manifest = self.swarm.manifest().cloned();
+                let have = self.swarm.have().clone();
+                d.published = have.count();
+                d.stream.send_modify(|s| {
+                    s.manifest = manifest;
+                    s.file = Some(Arc::new(file));
+                    s.have = Some(have);
+                });
+            }
+            Err(e) => warn!(error = %e, "cannot open the .part file for players"),
+        }
+    }
+
+    /// Publishes newly written pieces to readers.
+    fn publish(&mut self) {
+        let Role::Download(d) = &mut self.role else {
+            return;
+        };
+        let count = self.swarm.have().count();
+        if count != d.published && d.part.is_some() {
+            d.published = count;
+            let have = self.swarm.have().clone();
+            d.stream.send_modify(|s| s.have = Some(have));
+        }
+    }
+
+    /// A reader moved or left: the swarm gets the new playheads.
+    fn on_reader(&mut self, update: ReaderUpdate) {
+        let Role::Download(d) = &mut self.role else {
+            return;
+        };
+        match update {
+            ReaderUpdate::At { id, offset } => {
+                d.readers.insert(id, offset);
+            }
+            ReaderUpdate::Gone { id } => {
+                d.readers.remove(&id);
+            }
+        }
+        let playheads: Vec<Playhead> = d
+            .readers
+            .values()
+            .map(|offset| Playhead {
+                offset: *offset,
+                ahead_bytes: READ_AHEAD_BYTES,
+            })
+            .collect();
+        self.feed(Input::Playheads(&playheads));
     }
 
     fn add_link(&mut self, peer: NodeId, link: PeerLink, data: DataLink) {
@@ -793,6 +886,16 @@ impl Driver {
                     Some(Err((cause, reason)))
                 }
             };
+        if let Role::Download(d) = &self.role {
+            let why = match &result {
+                Some(Err((_, reason))) => Some(reason.clone()),
+                None => Some("stopped".to_owned()),
+                Some(Ok(_)) => None,
+            };
+            if why.is_some() {
+                d.stream.send_modify(|s| s.ended = why);
+            }
+        }
         if let (Role::Download(d), Some(result)) = (&mut self.role, &result) {
             let transfer = d.transfer;
             let event = match result {
