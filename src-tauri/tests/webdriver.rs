@@ -1107,11 +1107,14 @@ async fn killed_and_started_again_the_app_shares_the_same_files_and_resumes_its_
     app.wait_count(".transfer", 0).await;
     let remembered = std::fs::read_to_string(config.join("shares.json")).unwrap();
     assert!(!remembered.contains("holiday.jpg"), "{remembered}");
+    // The three files shared at the start, and the finished download, which goes on as a
+    // share ("Keep sharing what I download" is on by default, issue 10, item 1).
     assert_eq!(
         remembered.matches("\"infoHash\"").count(),
-        3,
+        4,
         "{remembered}"
     );
+    assert!(remembered.contains("film.mkv"), "{remembered}");
     let transfers = std::fs::read_to_string(config.join("transfers.json")).unwrap();
     assert_eq!(transfers.trim(), "[]");
 
