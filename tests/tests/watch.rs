@@ -150,3 +150,155 @@ async fn a_watch_stopped_early_keeps_its_part_file() {
     let files = tree(out.path());
     assert!(files.iter().any(|f| f.ends_with(".part")), "{files:?}");
 }
+
+/// An H.264 MP4 whose `moov` atom is at the end (ffmpeg without `+faststart`): 12 s of 720p
+/// at about 4 Mbit/s, about 6 MB, a keyframe every second (as streamed video has; x264's
+/// default of one per 10 s would make a seek decode from the start).
+fn mp4_moov_at_end() -> PathBuf {
+    shoal_e2e::ffmpeg_media(
+        "moov-at-end-g25.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=12:size=1280x720:rate=25",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "4M",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    )
+}
+
+/// Runs ffmpeg on `url` (a real player's demuxer and decoder over HTTP Range): decodes one
+/// frame from `seek_secs`; returns whether it worked and its stderr.
+async fn decode_one_frame(url: &str, seek_secs: f64) -> (bool, String) {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-ss"])
+            .arg(format!("{seek_secs}"))
+            .args(["-i", &url, "-frames:v", "1", "-f", "null", "-"])
+            .output()
+            .expect("ffmpeg is installed (scripts/deps.sh)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_plays_and_seeks_an_mp4_with_its_index_at_the_end_while_it_downloads() {
+    let media = mp4_moov_at_end();
+    let data = std::fs::read(&media).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let server = SignalServer::start();
+    // 0.5 MiB/s: the whole file takes about 12 s, as long as it plays.
+    let (_seeder, hash) = capped_seeder(&server.url, dir.path(), "film.mp4", &data, "0.5");
+    let (_watcher, url) = watch(&server.url, &hash, out.path());
+    let asked = std::time::Instant::now();
+    let (ok, stderr) = decode_one_frame(&url, 0.0).await;
+    assert!(ok, "ffmpeg could not decode the first frame: {stderr}");
+    let first = asked.elapsed();
+    let asked = std::time::Instant::now();
+    let (ok, stderr) = decode_one_frame(&url, 9.6).await;
+    assert!(ok, "ffmpeg could not decode a frame at 80 %: {stderr}");
+    let seek = asked.elapsed();
+    println!(
+        "moov at the end, {} bytes arriving at 0.5 MiB/s: first frame decoded after {:.2} s, \
+         a frame at 80 % after {:.2} s more",
+        data.len(),
+        first.as_secs_f64(),
+        seek.as_secs_f64()
+    );
+    let files = tree(out.path());
+    assert!(
+        files.iter().any(|f| f.ends_with(".part")),
+        "the download finished before the seek was decoded: {files:?}"
+    );
+}
+
+/// A 1080p H.264 MP4 of `secs` seconds at about 8 Mbit/s with a keyframe every 2 s; `moov` at
+/// the front (`+faststart`) or at the end.
+fn mp4_1080p(secs: u32, faststart: bool) -> PathBuf {
+    let name = format!(
+        "1080p-{secs}s-{}.mp4",
+        if faststart { "front" } else { "end" }
+    );
+    let duration = format!("testsrc2=duration={secs}:size=1920x1080:rate=25");
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        &duration,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-b:v",
+        "8M",
+        "-maxrate",
+        "8M",
+        "-bufsize",
+        "16M",
+        "-g",
+        "50",
+        "-pix_fmt",
+        "yuv420p",
+    ];
+    if faststart {
+        args.extend(["-movflags", "+faststart"]);
+    }
+    shoal_e2e::ffmpeg_media(&name, &args)
+}
+
+/// Issue 10's figure for the command line: a 1080p H.264 MP4 of about 8 Mbit/s whose only
+/// holder sends at most 4 MiB/s; from `shoal watch`'s URL to ffmpeg's first decoded frame,
+/// and from a seek to 80 % to a decoded frame there, for `moov` at the front and at the end.
+/// Prints figures; run with `cargo test -p shoal-e2e --test watch -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints figures"]
+async fn watch_figures() {
+    let secs = 60;
+    for faststart in [true, false] {
+        let media = mp4_1080p(secs, faststart);
+        let data = std::fs::read(&media).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let server = SignalServer::start();
+        let (_seeder, hash) = capped_seeder(&server.url, dir.path(), "film.mp4", &data, "4");
+        let (_watcher, url) = watch(&server.url, &hash, out.path());
+        let asked = std::time::Instant::now();
+        let (ok, stderr) = decode_one_frame(&url, 0.0).await;
+        assert!(ok, "{stderr}");
+        let first = asked.elapsed();
+        let asked = std::time::Instant::now();
+        let (ok, stderr) = decode_one_frame(&url, f64::from(secs) * 0.8).await;
+        assert!(ok, "{stderr}");
+        let seek = asked.elapsed();
+        let partial = tree(out.path()).iter().any(|f| f.ends_with(".part"));
+        println!(
+            "moov at the {}: {:.1} MB, holder capped at 4 MiB/s: first frame {:.2} s, \
+             seek to 80 % {:.2} s{}",
+            if faststart { "front" } else { "end" },
+            data.len() as f64 / 1e6,
+            first.as_secs_f64(),
+            seek.as_secs_f64(),
+            if partial {
+                " (still downloading)"
+            } else {
+                " (download had completed)"
+            }
+        );
+    }
+}

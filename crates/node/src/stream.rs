@@ -230,8 +230,10 @@ pub(crate) async fn serve(stream: Arc<Stream>, headers: &HeaderMap) -> Response 
         Some(r) => (*r.start(), r.end() + 1),
         None => (0, len),
     };
+    let id = stream.next_reader.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(reader = id, start, end = end_exclusive, "stream request");
     let mut reader = Reader {
-        id: stream.next_reader.fetch_add(1, Ordering::Relaxed),
+        id,
         readers: stream.readers.clone(),
         last_piece: None,
     };
@@ -246,6 +248,7 @@ pub(crate) async fn serve(stream: Arc<Stream>, headers: &HeaderMap) -> Response 
         {
             return wait_error_response(e);
         }
+        tracing::debug!(reader = reader.id, "first piece here; answering");
     }
     let body = futures_util::stream::unfold(
         (start, state, reader, false),

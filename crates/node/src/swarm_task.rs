@@ -554,9 +554,13 @@ impl Driver {
                 d.readers.remove(&id);
             }
         }
+        debug!(readers = ?d.readers, "playheads");
+        // Newest request first: a player's latest request (a seek) is what it waits for; an
+        // older one may be abandoned and only noticed at its next write.
         let playheads: Vec<Playhead> = d
             .readers
             .values()
+            .rev()
             .map(|offset| Playhead {
                 offset: *offset,
                 ahead_bytes: READ_AHEAD_BYTES,

@@ -295,3 +295,57 @@ fn a_slow_holder_never_holds_a_critical_piece_past_its_deadline() {
     // delivers in well under half a second. The slow holder alone would take 4 s.
     assert!(waited < Duration::from_millis(2500), "{waited:?}");
 }
+
+#[test]
+fn a_second_reader_at_the_end_gets_its_piece_while_the_first_reads_on() {
+    // A player reading from the start (the first request of an MP4 whose `moov` is at the
+    // end) and its second request at the end, over one seeder sending 4 MiB/s (the issue's
+    // figure for a 1080p file's holders).
+    let (data, manifest) = content(24 * MIB, 23);
+    let len = data.len() as u64;
+    let mut sim = Sim::new(23);
+    let seeder = sim.add_seeder(&data, &manifest);
+    let viewer = sim.add_downloader(&manifest);
+    sim.nodes[seeder].uplink = Some(4 << 20);
+    sim.connect(seeder, viewer, PathSpec::default());
+    sim.connect(seeder, viewer, PathSpec::default());
+    let mut first = Player::new(viewer, len, 4 << 20);
+    first.tell(&mut sim);
+    // The first reader reads as fast as pieces come (the HTTP body is pulled ahead).
+    let step = Duration::from_millis(20);
+    let end_piece_at = len - 2000;
+    let mut second_asked = None;
+    let limit = sim.elapsed() + Duration::from_secs(30);
+    while sim.elapsed() < limit {
+        sim.run_until(step, |_| false);
+        first.play(&sim, step);
+        if second_asked.is_none() && first.started_at.is_some() {
+            second_asked = Some(sim.elapsed());
+        }
+        let playheads: Vec<Playhead> = std::iter::once(Playhead {
+            offset: first.position,
+            ahead_bytes: 30 << 20,
+        })
+        .chain(second_asked.map(|_| Playhead {
+            offset: end_piece_at,
+            ahead_bytes: 30 << 20,
+        }))
+        .collect();
+        let now = sim.now;
+        sim.nodes[viewer]
+            .swarm
+            .handle_input(Input::Playheads(&playheads), now);
+        if second_asked.is_some() && Player::available(&sim, viewer, end_piece_at, len) {
+            break;
+        }
+    }
+    let asked = second_asked.expect("the first reader started");
+    let waited = sim.elapsed() - asked;
+    println!(
+        "end piece for a second reader over a 4 MiB/s seeder: {:.2} s",
+        waited.as_secs_f64()
+    );
+    // Bounded by what the seeder already handed its links (two pieces each) and the first
+    // reader's own critical pieces: about 1.5 pieces' time per link.
+    assert!(waited < Duration::from_secs(1), "{waited:?}");
+}

@@ -353,7 +353,8 @@ impl Swarm {
             let Some(l) = self.links.get(&link) else {
                 return;
             };
-            if !l.handshaken || l.requested.len() >= self.depth(l) || l.backoff_until.is_some() {
+            if !l.handshaken || l.requested.len() >= self.queue_cap(l) || l.backoff_until.is_some()
+            {
                 return;
             }
             let Some(have) = &l.remote_have else {

@@ -193,7 +193,13 @@ impl Picker {
         self.priority[..self.critical].iter().copied()
     }
 
+    /// Whether `piece` is critical.
+    pub(crate) fn is_critical(&self, piece: u32) -> bool {
+        self.priority[..self.critical].contains(&piece)
+    }
+
     /// Whether `piece` is in the priority list.
+    #[cfg(test)]
     pub(crate) fn is_priority(&self, piece: u32) -> bool {
         self.priority.contains(&piece)
     }

@@ -4,9 +4,12 @@
 //! Tiers, most urgent first (libtorrent's time-critical pieces; WebTorrent's critical and
 //! read-ahead selections):
 //! - *critical*: the piece holding a playhead's offset and the next one, which a reader waits
-//!   for now. Each goes to the link expected to deliver it first (its queue of priority
-//!   pieces times its measured piece time); that link's queued rest-tier requests after the
-//!   one under way are cancelled so the critical piece is next. If it has not arrived after
+//!   for now. Each goes to the link expected to deliver it first (its queue of critical
+//!   pieces times its measured piece time); that link's queued requests for anything else
+//!   (read-ahead included) after the one under way are cancelled so the critical piece is
+//!   next; they are asked again behind it. A peer serves requests in order, so without this a
+//!   second reader (a player's request for an MP4's `moov` at the end) waited behind the
+//!   first reader's whole pipeline. If it has not arrived after
 //!   1.5 times the link's expected time (plus 100 ms), it is overdue and asked of a second
 //!   link too.
 //! - *read-ahead*: the pieces after the critical ones up to `ahead_bytes` past the offset
@@ -32,6 +35,9 @@ const INDEX_PERCENT: u64 = 1;
 const OVERDUE_FACTOR: f64 = 1.5;
 /// ...plus this.
 const OVERDUE_SLACK: Duration = Duration::from_millis(100);
+/// Requests a link may queue behind its critical pieces: a short queue keeps the next
+/// critical piece near the front without cancelling (a peer serves in order).
+const AFTER_CRITICAL: usize = 2;
 /// Piece time assumed for a link whose rate is not measured yet.
 const UNMEASURED_PIECE_TIME: Duration = Duration::from_secs(1);
 
@@ -46,9 +52,40 @@ impl Swarm {
         self.update_priority();
         let critical: Vec<u32> = self.picker.critical_pieces().collect();
         for piece in critical {
-            self.assign_critical(piece);
+            if self.picker.requests(piece) == 0 {
+                self.assign_critical(piece);
+            } else {
+                self.expedite(piece);
+            }
         }
         self.fill_all();
+    }
+
+    /// A piece requested before it became critical (as read-ahead or index, or by rarity)
+    /// may sit behind a long queue: the links that have it queued drop their other
+    /// non-critical requests, and its deadline starts now.
+    fn expedite(&mut self, piece: u32) {
+        if self.picker.state(piece) != Some(PieceState::Missing) {
+            return;
+        }
+        let holders: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.requested.iter().skip(1).any(|p| *p == piece))
+            .map(|(id, _)| *id)
+            .collect();
+        for link in &holders {
+            self.cancel_non_critical(*link);
+        }
+        if let Some(link) = self
+            .links
+            .iter()
+            .find(|(_, l)| l.requested.contains(&piece))
+            .map(|(id, _)| *id)
+        {
+            let now = self.now;
+            self.critical_since.entry(piece).or_insert((link, now));
+        }
     }
 
     /// Recomputes the picker's priority list from the playheads and the manifest.
@@ -98,6 +135,22 @@ impl Swarm {
         self.critical_since.retain(|p, _| critical.contains(p));
     }
 
+    /// How many requests `l` may have queued: its pipeline depth, or, while it carries a
+    /// critical piece, that piece and [`AFTER_CRITICAL`] more.
+    pub(super) fn queue_cap(&self, l: &super::link::Link) -> usize {
+        let depth = self.depth(l);
+        let critical = l
+            .requested
+            .iter()
+            .filter(|p| self.picker.is_critical(**p))
+            .count();
+        if critical == 0 {
+            depth
+        } else {
+            (critical + AFTER_CRITICAL).min(depth.max(critical + 1))
+        }
+    }
+
     /// How long `link` is expected to take per piece.
     fn piece_time(&self, link: LinkId) -> Duration {
         let piece_len = self
@@ -126,12 +179,12 @@ impl Swarm {
                     && l.remote_have.as_ref().is_some_and(|h| h.has_raw(piece))
             })
             .map(|(id, l)| {
-                // Ahead of it: the piece under way, and the priority pieces queued.
+                // Ahead of it: the piece under way, and the critical pieces queued.
                 let ahead = l
                     .requested
                     .iter()
                     .enumerate()
-                    .filter(|(i, p)| *i == 0 || self.picker.is_priority(**p))
+                    .filter(|(i, p)| *i == 0 || self.picker.is_critical(**p))
                     .count();
                 (self.piece_time(*id).mul_f64(ahead as f64 + 1.0), *id)
             })
@@ -139,7 +192,8 @@ impl Swarm {
         let Some((_, link)) = best else {
             return;
         };
-        self.cancel_rest_tier(link);
+        self.cancel_non_critical(link);
+        tracing::debug!(piece, %link, "critical piece requested");
         let now = self.now;
         if let Some(l) = self.links.get_mut(&link) {
             if l.requested.is_empty() {
@@ -153,9 +207,9 @@ impl Swarm {
         self.send(link, WireMessage::Request(piece));
     }
 
-    /// Cancels `link`'s queued requests outside the priority list, except the first (it may
-    /// be arriving); they go back to the picker.
-    fn cancel_rest_tier(&mut self, link: LinkId) {
+    /// Cancels `link`'s queued requests for pieces that are not critical, except the first (it
+    /// may be arriving); they go back to the picker.
+    fn cancel_non_critical(&mut self, link: LinkId) {
         let Some(l) = self.links.get(&link) else {
             return;
         };
@@ -164,7 +218,7 @@ impl Swarm {
             .iter()
             .skip(1)
             .copied()
-            .filter(|p| !self.picker.is_priority(*p))
+            .filter(|p| !self.picker.is_critical(*p))
             .collect();
         if drop.is_empty() {
             return;
@@ -178,6 +232,7 @@ impl Swarm {
                 l.cancelled.push_back(piece);
             }
         }
+        tracing::debug!(%link, pieces = ?drop, "cancelled for a critical piece");
         for piece in drop {
             self.picker.unrequest(piece);
             self.send(link, WireMessage::Cancel(piece));
