@@ -121,6 +121,12 @@ impl Swarm {
         &self.have
     }
 
+    /// Pieces on their way: requested from a link, or verified and being written. Ascending,
+    /// each once; empty before the manifest. For a player's piece map (issue 10, item 4).
+    pub fn in_flight(&self) -> Vec<u32> {
+        self.picker.in_flight()
+    }
+
     /// Whether every piece is verified and written.
     pub fn is_complete(&self) -> bool {
         self.manifest.is_some() && self.have.is_full()

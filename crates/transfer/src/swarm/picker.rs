@@ -118,6 +118,17 @@ impl Picker {
         self.requests.get(piece as usize).copied().unwrap_or(0)
     }
 
+    /// Pieces requested from some link or being written, ascending.
+    pub(crate) fn in_flight(&self) -> Vec<u32> {
+        (0..self.state.len() as u32)
+            .filter(|&p| match self.state[p as usize] {
+                PieceState::Writing => true,
+                PieceState::Missing => self.requests(p) > 0,
+                PieceState::Have => false,
+            })
+            .collect()
+    }
+
     /// A missing piece passed verification and is being written: no longer requested.
     pub(crate) fn set_writing(&mut self, piece: u32) {
         if self.state(piece) == Some(PieceState::Missing) {
@@ -473,12 +484,16 @@ mod tests {
     fn a_piece_leaves_the_picker_when_verified_and_written() {
         let mut p = picker(0, 2, &[(0, 1), (1, 1)]);
         let all = bitfield(2, &[0, 1]);
+        assert!(p.in_flight().is_empty());
         p.requested(0);
+        assert_eq!(p.in_flight(), [0], "requested");
         p.unrequest(0);
         p.set_writing(0);
         assert_eq!(p.state(0), Some(PieceState::Writing));
+        assert_eq!(p.in_flight(), [0], "being written");
         assert_eq!(p.next(&all, NONE, 2), Some(1));
         assert!(p.set_have(0));
+        assert!(p.in_flight().is_empty(), "had");
         assert!(!p.set_have(0), "only a piece being written becomes had");
         assert_eq!(p.state(0), Some(PieceState::Have));
         assert_eq!(p.state(2), None);

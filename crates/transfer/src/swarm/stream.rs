@@ -7,7 +7,8 @@
 //!   for now. Each goes to the link expected to deliver it first (its queue of critical
 //!   pieces times its measured piece time); that link's queued requests for anything else
 //!   (read-ahead included) after the one under way are cancelled so the critical piece is
-//!   next; they are asked again behind it. A peer serves requests in order, so without this a
+//!   next, and so are those of the other links to the same node, which share its uplink
+//!   (two peer connections per holder); they are asked again behind it. A peer serves requests in order, so without this a
 //!   second reader (a player's request for an MP4's `moov` at the end) waited behind the
 //!   first reader's whole pipeline. If it has not arrived after
 //!   1.5 times the link's expected time (plus 100 ms), it is overdue and asked of a second
@@ -135,20 +136,41 @@ impl Swarm {
         self.critical_since.retain(|p, _| critical.contains(p));
     }
 
-    /// How many requests `l` may have queued: its pipeline depth, or, while it carries a
-    /// critical piece, that piece and [`AFTER_CRITICAL`] more.
-    pub(super) fn queue_cap(&self, l: &super::link::Link) -> usize {
-        let depth = self.depth(l);
-        let critical = l
-            .requested
+    /// Critical pieces requested on `l`.
+    fn critical_on(&self, l: &super::link::Link) -> usize {
+        l.requested
             .iter()
             .filter(|p| self.picker.is_critical(**p))
-            .count();
-        if critical == 0 {
-            depth
-        } else {
-            (critical + AFTER_CRITICAL).min(depth.max(critical + 1))
+            .count()
+    }
+
+    /// How many requests `l` may have queued: its pipeline depth; while it carries a critical
+    /// piece, that piece and [`AFTER_CRITICAL`] more; while another link to the same node
+    /// carries one, nothing new (the links of one node share its uplink, and whatever they
+    /// ask for is sent beside the critical piece and delays it).
+    pub(super) fn queue_cap(&self, l: &super::link::Link) -> usize {
+        let depth = self.depth(l);
+        let critical = self.critical_on(l);
+        if critical > 0 {
+            return (critical + AFTER_CRITICAL).min(depth.max(critical + 1));
         }
+        let sibling_critical = self
+            .links
+            .values()
+            .any(|other| other.node == l.node && self.critical_on(other) > 0);
+        if sibling_critical { 0 } else { depth }
+    }
+
+    /// `link` and the other links to the same node (two peer connections to one holder).
+    fn node_links(&self, link: LinkId) -> Vec<LinkId> {
+        let Some(node) = self.links.get(&link).map(|l| l.node) else {
+            return Vec::new();
+        };
+        self.links
+            .iter()
+            .filter(|(_, l)| l.node == node)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// How long `link` is expected to take per piece.
@@ -207,9 +229,16 @@ impl Swarm {
         self.send(link, WireMessage::Request(piece));
     }
 
-    /// Cancels `link`'s queued requests for pieces that are not critical, except the first (it
-    /// may be arriving); they go back to the picker.
+    /// Cancels the queued requests for pieces that are not critical, except the first of each
+    /// link (it may be arriving), on `link` and the other links to its node (they share its
+    /// uplink); they go back to the picker.
     fn cancel_non_critical(&mut self, link: LinkId) {
+        for link in self.node_links(link) {
+            self.cancel_non_critical_on(link);
+        }
+    }
+
+    fn cancel_non_critical_on(&mut self, link: LinkId) {
         let Some(l) = self.links.get(&link) else {
             return;
         };
