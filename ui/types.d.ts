@@ -88,6 +88,26 @@ interface NetworkFile {
   mine: boolean;
 }
 
+/** What `watch` answers: where the in-app player reads a file. */
+interface Watch {
+  /** http://127.0.0.1:<port>/<token>/<info hash>/<name>, Range-capable. */
+  url: string;
+  /** The download the player drives; null when the file is here. */
+  transfer: number | null;
+  /** The local file when it is here; null while it downloads. */
+  path: string | null;
+}
+
+/** Byte ranges [start, end) of a download, ascending; bytes in neither list are missing. */
+interface PieceMap {
+  /** 0 until the download knows its manifest. */
+  lenBytes: number;
+  /** Verified and written. */
+  have: [number, number][];
+  /** Requested from a peer, or being written. */
+  inFlight: [number, number][];
+}
+
 type CandidateType = "host" | "srflx" | "prflx" | "relay" | "unknown";
 
 interface PeerInfo {

@@ -9,7 +9,7 @@ use tauri::{AppHandle, Manager, State};
 use tauri_plugin_opener::OpenerExt;
 
 use crate::core::AppCore;
-use crate::dto::{AppState, NetworkFile, UiError, UiEvent};
+use crate::dto::{AppState, NetworkFile, PieceMap, UiError, UiEvent, Watch};
 use crate::settings::Settings;
 
 type Core<'a> = State<'a, Arc<AppCore>>;
@@ -209,6 +209,80 @@ pub fn show_in_folder(app: AppHandle, core: Core<'_>, path: PathBuf) -> Result<(
 #[tauri::command]
 pub async fn media_url(core: Core<'_>, path: PathBuf) -> Result<String, UiError> {
     Ok(core.node().media_url(path).await?)
+}
+
+/// Where the player reads `info_hash`: the file when it is here, else the stream of its
+/// download, which this starts or joins (issue 10, item 4).
+#[tauri::command]
+pub async fn watch(core: Core<'_>, info_hash: String) -> Result<Watch, UiError> {
+    core.inner().watch(self::info_hash(&info_hash)?).await
+}
+
+/// Which bytes of a download are here, on their way or missing (the player's piece map).
+#[tauri::command]
+pub async fn piece_map(core: Core<'_>, transfer: u64) -> Result<PieceMap, UiError> {
+    core.piece_map(transfer).await
+}
+
+/// Hands `info_hash` to the system's player for its MIME type: the file when it is here,
+/// else the stream URL of its download (a player that reads URLs plays it while it
+/// downloads). For files the built-in player cannot decode (issue 10, item 4).
+#[tauri::command]
+pub async fn open_in_player(
+    app: AppHandle,
+    core: Core<'_>,
+    info_hash: String,
+) -> Result<(), UiError> {
+    let watch = core.inner().watch(self::info_hash(&info_hash)?).await?;
+    let mime = mime_guess::from_path(watch.url.rsplit('/').next().unwrap_or_default())
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    match watch.path {
+        // Here: the player for its type gets the file; without one, the default application.
+        Some(path) => launch_player(mime, &file_uri(&path)).or_else(|_| open_file(app, core, path)),
+        None => launch_player(mime, &watch.url),
+    }
+}
+
+/// `file://` URI of an absolute path, percent-encoded (RFC 8089).
+fn file_uri(path: &std::path::Path) -> String {
+    url::Url::from_file_path(path)
+        .map(String::from)
+        .unwrap_or_else(|()| path.display().to_string())
+}
+
+/// Starts the default application for `mime` that opens URLs, on `url`.
+#[cfg(target_os = "linux")]
+fn launch_player(mime: &str, url: &str) -> Result<(), UiError> {
+    use gio::prelude::AppInfoExt;
+    let none = || {
+        UiError::new(
+            "file",
+            format!(
+                "No player on this computer is set up to open {mime} from a link. Install one (mpv or VLC), or wait until the download is complete and use Open."
+            ),
+        )
+    };
+    let player = gio::AppInfo::default_for_type(mime, true).ok_or_else(none)?;
+    let name = player.name().to_string();
+    player
+        .launch_uris(&[url], None::<&gio::AppLaunchContext>)
+        .map_err(|e| {
+            tracing::info!(error = %e, player = %name, "the player did not start");
+            UiError::new("file", format!("{name} could not be started."))
+        })?;
+    tracing::info!(player = %name, %url, "handed the stream to the system's player");
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn launch_player(mime: &str, _url: &str) -> Result<(), UiError> {
+    Err(UiError::new(
+        "file",
+        format!(
+            "Opening {mime} streams in another player is not supported on this system yet; use Open once the download is complete."
+        ),
+    ))
 }
 
 /// Hosts the signaling server on `port` (the header's offer after a taken port).

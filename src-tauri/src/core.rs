@@ -17,8 +17,8 @@ use tauri_plugin_notification::NotificationExt;
 use tokio::sync::mpsc;
 
 use crate::dto::{
-    AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, PeerInfo, Problem, Share,
-    Transfer, TransferState, UiError, UiEvent, Upload,
+    AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, PeerInfo, PieceMap,
+    Problem, Share, Transfer, TransferState, UiError, UiEvent, Upload, Watch,
 };
 use crate::hosting::Hosting;
 use crate::library::{Library, RememberedShare, RememberedTransfer};
@@ -359,6 +359,107 @@ impl AppCore {
             // It waits for its sharer and resumes by itself; the card says so.
             Err(e) if waiting_reason(&e).is_some() => Ok(id),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Where the player reads `info_hash` (issue 10, item 4): the file itself when it is
+    /// here (a share or a finished download); else the stream of its download, which this
+    /// starts, resumes, or joins when it runs already.
+    ///
+    /// # Errors
+    /// What the node refused (unknown content, no holder, not connected...).
+    pub async fn watch(self: &Arc<Self>, info_hash: InfoHash) -> Result<Watch, UiError> {
+        let hex = info_hash.to_string();
+        let (local, existing) = {
+            let view = lock(&self.view);
+            let local = view
+                .shares
+                .get(&info_hash)
+                .filter(|s| s.missing.is_none())
+                .map(|s| s.path.clone())
+                .or_else(|| {
+                    view.transfers
+                        .values()
+                        .filter(|t| t.info_hash == hex && t.state == TransferState::Completed)
+                        .find_map(|t| t.path.clone().filter(|p| p.is_file()))
+                });
+            let existing = view
+                .transfers
+                .values()
+                .rev()
+                .find(|t| t.info_hash == hex && t.state != TransferState::Completed)
+                .map(|t| (t.id, t.state));
+            (local, existing)
+        };
+        if let Some(path) = local {
+            let url = self.node().media_url(path.clone()).await?;
+            return Ok(Watch {
+                url,
+                transfer: None,
+                path: Some(path),
+            });
+        }
+        let id = match existing {
+            Some((id, TransferState::Running)) => id,
+            Some((id, TransferState::Failed | TransferState::Cancelled)) => self.retry(id).await?,
+            // Waiting for its sharer: it starts by itself when one comes back.
+            Some((_, TransferState::Waiting)) => {
+                return Err(UiError::new(
+                    "no_holders",
+                    "Nobody shares this file right now; its download starts by itself when a sharer comes back",
+                ));
+            }
+            _ => self.download(info_hash).await?,
+        };
+        let Some(transfer) = self.node_transfer(id) else {
+            return Err(UiError::new(
+                "no_holders",
+                "Nobody shares this file right now; its download starts by itself when a sharer comes back",
+            ));
+        };
+        let url = self.node().stream_url(transfer).await?;
+        Ok(Watch {
+            url,
+            transfer: Some(id),
+            path: None,
+        })
+    }
+
+    /// The node's id of the app's transfer `id` in its latest run (a retry is a new run).
+    fn node_transfer(&self, id: u64) -> Option<TransferId> {
+        lock(&self.view)
+            .node_ids
+            .iter()
+            .filter(|(_, app)| **app == id)
+            .map(|(t, _)| *t)
+            .max_by_key(|t| t.0)
+    }
+
+    /// Which bytes of the app's transfer `id` are here, on their way or missing; a finished
+    /// download is all here.
+    ///
+    /// # Errors
+    /// `unknown_transfer` for a transfer that is neither running nor finished.
+    pub async fn piece_map(&self, id: u64) -> Result<PieceMap, UiError> {
+        if let Some(transfer) = self.node_transfer(id) {
+            match self.node().piece_map(transfer).await {
+                Ok(map) => return Ok(map.into()),
+                // It finished in between.
+                Err(NodeError::UnknownTransfer(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let view = lock(&self.view);
+        match view.transfers.get(&id) {
+            Some(t) if t.state == TransferState::Completed => {
+                Ok(shoal_node::PieceMap::complete(t.len_bytes).into())
+            }
+            Some(t) => Ok(PieceMap {
+                len_bytes: t.len_bytes,
+                have: Vec::new(),
+                in_flight: Vec::new(),
+            }),
+            None => Err(UiError::new("unknown_transfer", "No such download")),
         }
     }
 

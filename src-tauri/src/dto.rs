@@ -275,6 +275,43 @@ impl Transfer {
     }
 }
 
+/// `Watch`: what `watch` answers: where the player reads a file (issue 10, item 4).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Watch {
+    /// `http://127.0.0.1:<port>/<token>/<info hash>/<name>`: the file, HTTP Range requests.
+    pub url: String,
+    /// The app's id of the download the player drives; `None` when the file is here.
+    pub transfer: Option<u64>,
+    /// The local file (a share or a finished download); `None` while it downloads.
+    pub path: Option<PathBuf>,
+}
+
+/// `PieceMap`: which bytes of a download are here, on their way or missing, as
+/// `[start, end)` byte ranges, ascending (issue 10, item 4).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PieceMap {
+    /// File length in bytes (0 until the manifest is known).
+    pub len_bytes: u64,
+    /// Verified and written.
+    pub have: Vec<(u64, u64)>,
+    /// Requested from a peer or being written.
+    pub in_flight: Vec<(u64, u64)>,
+}
+
+impl From<shoal_node::PieceMap> for PieceMap {
+    fn from(m: shoal_node::PieceMap) -> Self {
+        let pairs =
+            |v: Vec<std::ops::Range<u64>>| v.into_iter().map(|r| (r.start, r.end)).collect();
+        Self {
+            len_bytes: m.len_bytes,
+            have: pairs(m.have),
+            in_flight: pairs(m.in_flight),
+        }
+    }
+}
+
 /// `LogEntry`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -13,7 +13,7 @@ use shoal_node::Category;
 
 use crate::dto::{
     AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, NetworkFile, PeerInfo,
-    Problem, Share, Transfer, TransferState, UiEvent, Upload,
+    PieceMap, Problem, Share, Transfer, TransferState, UiEvent, Upload, Watch,
 };
 use crate::settings::{Settings, TurnServer};
 
@@ -335,6 +335,22 @@ fn rust_shapes() -> BTreeMap<String, Shape> {
         ("Hosting".into(), Shape::Object(keys(&hosting))),
         ("HostingProblem".into(), Shape::Object(keys(&problem))),
         ("NetworkFile".into(), Shape::Object(keys(&network_file))),
+        (
+            "Watch".into(),
+            Shape::Object(keys(&Watch {
+                url: "http://a".into(),
+                transfer: Some(1),
+                path: None,
+            })),
+        ),
+        (
+            "PieceMap".into(),
+            Shape::Object(keys(&PieceMap {
+                len_bytes: 2,
+                have: vec![(0, 1)],
+                in_flight: vec![(1, 2)],
+            })),
+        ),
         ("PeerInfo".into(), Shape::Object(keys(&peer))),
         ("Transfer".into(), Shape::Object(keys(&transfer))),
         ("LogEntry".into(), Shape::Object(keys(&entry))),

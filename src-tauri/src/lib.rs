@@ -77,6 +77,9 @@ pub fn run() {
             commands::open_file,
             commands::show_in_folder,
             commands::media_url,
+            commands::watch,
+            commands::piece_map,
+            commands::open_in_player,
             commands::save_settings,
             commands::host_on_port,
         ])

@@ -240,7 +240,13 @@ pub fn shoal_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
 
 /// `shoal seed` of `files`; returns the process and the info hash printed for each file.
 pub fn seed(url: &str, files: &[&Path]) -> (Proc, Vec<String>) {
+    seed_with(url, files, &[])
+}
+
+/// `shoal seed <options> <files>`, e.g. `--max-upload 0.5`; as [`seed`].
+pub fn seed_with(url: &str, files: &[&Path], options: &[&str]) -> (Proc, Vec<String>) {
     let mut args = vec!["seed"];
+    args.extend_from_slice(options);
     let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     args.extend(paths.iter().map(String::as_str));
     let mut proc = shoal(url, &args);
@@ -298,6 +304,111 @@ pub fn ffmpeg_media(file_name: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(file_name);
     ffmpeg(args, &out);
     out
+}
+
+/// An H.264 MP4 whose `moov` atom is at the end (ffmpeg without `+faststart`, as cameras and
+/// many encoders write it): 12 s of 720p at about 4 Mbit/s, about 6 MB, a keyframe every
+/// second (as streamed video has; x264's default of one per 10 s would make a seek decode
+/// from the start).
+pub fn mp4_moov_at_end() -> PathBuf {
+    ffmpeg_media(
+        "moov-at-end-g25.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=12:size=1280x720:rate=25",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "4M",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    )
+}
+
+/// A 1080p H.264 MP4 of `secs` seconds at about 8 Mbit/s with a keyframe every 2 s; `moov` at
+/// the front (`+faststart`) or at the end.
+pub fn mp4_1080p(secs: u32, faststart: bool) -> PathBuf {
+    let name = format!(
+        "1080p-{secs}s-{}.mp4",
+        if faststart { "front" } else { "end" }
+    );
+    let duration = format!("testsrc2=duration={secs}:size=1920x1080:rate=25");
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        &duration,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-b:v",
+        "8M",
+        "-maxrate",
+        "8M",
+        "-bufsize",
+        "16M",
+        "-g",
+        "50",
+        "-pix_fmt",
+        "yuv420p",
+    ];
+    if faststart {
+        args.extend(["-movflags", "+faststart"]);
+    }
+    ffmpeg_media(&name, &args)
+}
+
+/// A VP8 WebM of 12 s at 640x360 and about 2 Mbit/s (3 MB), a keyframe every second.
+pub fn webm_12s() -> PathBuf {
+    ffmpeg_media(
+        "vp8-12s.webm",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=12:size=640x360:rate=25",
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "2M",
+            "-g",
+            "25",
+        ],
+    )
+}
+
+/// An HEVC (H.265) Matroska file: 12 s of 640x360 at about 2 Mbit/s (3 MB), a codec
+/// desktop players decode and a web view's player may not.
+pub fn mkv_hevc() -> PathBuf {
+    ffmpeg_media(
+        "hevc-12s.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=12:size=640x360:rate=25",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "2M",
+            "-x265-params",
+            "log-level=error",
+        ],
+    )
 }
 
 /// The signaling server's whole index, read over a raw WebSocket as any client could.

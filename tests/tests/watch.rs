@@ -151,31 +151,6 @@ async fn a_watch_stopped_early_keeps_its_part_file() {
     assert!(files.iter().any(|f| f.ends_with(".part")), "{files:?}");
 }
 
-/// An H.264 MP4 whose `moov` atom is at the end (ffmpeg without `+faststart`): 12 s of 720p
-/// at about 4 Mbit/s, about 6 MB, a keyframe every second (as streamed video has; x264's
-/// default of one per 10 s would make a seek decode from the start).
-fn mp4_moov_at_end() -> PathBuf {
-    shoal_e2e::ffmpeg_media(
-        "moov-at-end-g25.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=duration=12:size=1280x720:rate=25",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-b:v",
-            "4M",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    )
-}
-
 /// Runs ffmpeg on `url` (a real player's demuxer and decoder over HTTP Range): decodes one
 /// frame from `seek_secs`; returns whether it worked and its stderr.
 async fn decode_one_frame(url: &str, seek_secs: f64) -> (bool, String) {
@@ -198,7 +173,7 @@ async fn decode_one_frame(url: &str, seek_secs: f64) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_plays_and_seeks_an_mp4_with_its_index_at_the_end_while_it_downloads() {
-    let media = mp4_moov_at_end();
+    let media = shoal_e2e::mp4_moov_at_end();
     let data = std::fs::read(&media).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -228,40 +203,6 @@ async fn ffmpeg_plays_and_seeks_an_mp4_with_its_index_at_the_end_while_it_downlo
     );
 }
 
-/// A 1080p H.264 MP4 of `secs` seconds at about 8 Mbit/s with a keyframe every 2 s; `moov` at
-/// the front (`+faststart`) or at the end.
-fn mp4_1080p(secs: u32, faststart: bool) -> PathBuf {
-    let name = format!(
-        "1080p-{secs}s-{}.mp4",
-        if faststart { "front" } else { "end" }
-    );
-    let duration = format!("testsrc2=duration={secs}:size=1920x1080:rate=25");
-    let mut args = vec![
-        "-f",
-        "lavfi",
-        "-i",
-        &duration,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-b:v",
-        "8M",
-        "-maxrate",
-        "8M",
-        "-bufsize",
-        "16M",
-        "-g",
-        "50",
-        "-pix_fmt",
-        "yuv420p",
-    ];
-    if faststart {
-        args.extend(["-movflags", "+faststart"]);
-    }
-    shoal_e2e::ffmpeg_media(&name, &args)
-}
-
 /// Issue 10's figure for the command line: a 1080p H.264 MP4 of about 8 Mbit/s whose only
 /// holder sends at most 4 MiB/s; from `shoal watch`'s URL to ffmpeg's first decoded frame,
 /// and from a seek to 80 % to a decoded frame there, for `moov` at the front and at the end.
@@ -271,7 +212,7 @@ fn mp4_1080p(secs: u32, faststart: bool) -> PathBuf {
 async fn watch_figures() {
     let secs = 60;
     for faststart in [true, false] {
-        let media = mp4_1080p(secs, faststart);
+        let media = shoal_e2e::mp4_1080p(secs, faststart);
         let data = std::fs::read(&media).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();

@@ -129,6 +129,24 @@ export const api = {
    */
   mediaUrl: (path) => call("media_url", { path }),
   /**
+   * Where the player reads a network file: the file when it is here, else the stream of its
+   * download, which this starts or joins.
+   * @param {string} infoHash
+   * @returns {Promise<Watch>}
+   */
+  watch: (infoHash) => call("watch", { infoHash }),
+  /**
+   * @param {number} transfer
+   * @returns {Promise<PieceMap>}
+   */
+  pieceMap: (transfer) => call("piece_map", { transfer }),
+  /**
+   * Hands the file (or its stream while it downloads) to the system's player.
+   * @param {string} infoHash
+   * @returns {Promise<null>}
+   */
+  openInPlayer: (infoHash) => call("open_in_player", { infoHash }),
+  /**
    * @param {Settings} settings
    * @returns {Promise<AppState>}
    */

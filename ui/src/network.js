@@ -8,6 +8,7 @@ import { CATEGORY_LABEL, humanSize } from "./format.js";
 import { icon } from "./icons.js";
 import { toast } from "./toast.js";
 import { isDownloading, onTransfersChanged, startPending } from "./transfers.js";
+import { watchFile } from "./viewer.js";
 
 const searchEl = byId("network-search", HTMLInputElement);
 const categoryEl = byId("network-category", HTMLSelectElement);
@@ -131,10 +132,17 @@ function signature(f) {
   return `${f.name}\u0000${f.size}\u0000${f.category}\u0000${f.holders}\u0000${f.partialHolders}\u0000${f.mine}`;
 }
 
-/** Sets each Download button from `mine` and the running transfers. */
+/** Sets each Download and Watch button from `mine` and the running transfers. */
 function updateButtons() {
   for (const row of listEl.querySelectorAll(".network-file")) {
     if (!(row instanceof HTMLElement)) continue;
+    const watch = row.querySelector("button.watch");
+    if (watch instanceof HTMLButtonElement) {
+      // A file of your own plays from disk; others need the network.
+      watch.disabled = stale && row.dataset.mine !== "true";
+      watch.title = watch.disabled ? "Not connected: wait for Shoal to reconnect"
+        : row.dataset.mine === "true" ? "Play your copy" : "Play it while it downloads";
+    }
     const button = row.querySelector("button.download");
     if (!(button instanceof HTMLButtonElement)) continue;
     const hash = row.dataset.infoHash ?? "";
@@ -163,6 +171,11 @@ function updateButtons() {
 function fileRow(file) {
   const button = h("button", { type: "button", class: "button download", "aria-label": `Download ${file.name}` });
   button.addEventListener("click", () => void startDownload(file));
+  const playable = file.category === "video" || file.category === "audio";
+  const watch = playable
+    ? h("button", { type: "button", class: "button watch", "aria-label": `Watch ${file.name}` }, [icon("play"), h("span", { text: "Watch" })])
+    : null;
+  watch?.addEventListener("click", () => void watchFile(file));
   const holders = holdersText(file);
   return h("li", {
     class: "item network-file",
@@ -179,7 +192,7 @@ function fileRow(file) {
         file.mine ? h("span", { class: "mine-note", text: "Shared by you" }) : null,
       ]),
     ]),
-    h("div", { class: "item-actions" }, [button]),
+    h("div", { class: "item-actions" }, [watch, button]),
   ]);
 }
 

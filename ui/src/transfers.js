@@ -6,7 +6,7 @@ import { byId, h, setText } from "./dom.js";
 import { humanDuration, humanRate, humanSize, percent, reachText, viewVerb } from "./format.js";
 import { icon } from "./icons.js";
 import { toast } from "./toast.js";
-import { openViewer } from "./viewer.js";
+import { openViewer, watchFile } from "./viewer.js";
 
 const listEl = byId("transfers", HTMLUListElement);
 const emptyEl = byId("transfers-empty", HTMLElement);
@@ -62,6 +62,15 @@ export function isDownloading(infoHash) {
     if (transfer.infoHash === infoHash && isActive(transfer.state)) return true;
   }
   return false;
+}
+
+/**
+ * The transfer with this id, as last heard.
+ * @param {number} id
+ * @returns {Transfer | null}
+ */
+export function transferById(id) {
+  return transfers.get(id)?.transfer ?? null;
 }
 
 /** @param {Transfer[]} list */
@@ -185,6 +194,11 @@ function transferCard(t) {
   const verb = viewVerb(t.category);
   /** @type {HTMLElement[]} */
   const actions = [];
+  if (t.state === "running" && (t.category === "video" || t.category === "audio")) {
+    // Plays while it downloads (issue 10).
+    actions.push(actionButton("watch", "play", "Watch",
+      async () => watchFile({ infoHash: t.infoHash, name: t.name, category: t.category }), "primary"));
+  }
   if (isActive(t.state)) {
     actions.push(actionButton("cancel", "x", "Cancel", async () => api.cancel(t.id), "ghost"));
   }
@@ -241,7 +255,7 @@ function transferCard(t) {
 
 /**
  * A button that runs a command and shows its error under the card.
- * @param {string} cls  test hook class: cancel | open | reveal | play
+ * @param {string} cls  test hook class: watch | cancel | open | reveal | play | retry
  * @param {import("./icons.js").IconName} iconName
  * @param {string} label
  * @param {() => Promise<unknown>} run

@@ -370,6 +370,19 @@ impl Actor {
             Command::StreamUrl { transfer, reply } => {
                 let _ = reply.send(self.stream_url(transfer).await);
             }
+            Command::PieceMap { transfer, reply } => match self.downloads.get(&transfer) {
+                // The swarm task answers: it owns the pieces.
+                Some(d) => {
+                    if let Err(mpsc::error::SendError(SwarmCommand::PieceMap(reply))) =
+                        d.swarm.send(SwarmCommand::PieceMap(reply))
+                    {
+                        let _ = reply.send(Err(NodeError::UnknownTransfer(transfer.0)));
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err(NodeError::UnknownTransfer(transfer.0)));
+                }
+            },
             Command::SetLimits { limits, reply } => {
                 self.limits.upload.set(limits.max_upload_bytes_per_sec);
                 self.limits.download.set(limits.max_download_bytes_per_sec);

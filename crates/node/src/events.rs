@@ -78,6 +78,66 @@ pub struct DownloadProgress {
     pub peers: usize,
 }
 
+/// Which bytes of a download are here, on their way or missing: what a player draws under
+/// its seek bar (issue 10, item 4). Ranges are byte ranges of the file, ascending, disjoint,
+/// with neighbours merged; bytes in neither list are missing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PieceMap {
+    /// File length in bytes (0 until the manifest is known).
+    pub len_bytes: u64,
+    /// Piece length in bytes (0 until the manifest is known).
+    pub piece_len: u64,
+    /// Verified and written: a player can read them now.
+    pub have: Vec<std::ops::Range<u64>>,
+    /// Requested from a peer, or verified and being written.
+    pub in_flight: Vec<std::ops::Range<u64>>,
+}
+
+impl PieceMap {
+    /// The map of a file of `len_bytes` in pieces of `piece_len` bytes, from the pieces had
+    /// and in flight (each ascending).
+    pub(crate) fn from_pieces(
+        len_bytes: u64,
+        piece_len: u64,
+        have: impl IntoIterator<Item = u32>,
+        in_flight: impl IntoIterator<Item = u32>,
+    ) -> Self {
+        let runs = |pieces: &mut dyn Iterator<Item = u32>| {
+            let mut out: Vec<std::ops::Range<u64>> = Vec::new();
+            for piece in pieces {
+                let start = u64::from(piece) * piece_len;
+                let end = (start + piece_len).min(len_bytes);
+                if start >= end {
+                    continue;
+                }
+                match out.last_mut() {
+                    Some(last) if last.end == start => last.end = end,
+                    _ => out.push(start..end),
+                }
+            }
+            out
+        };
+        Self {
+            len_bytes,
+            piece_len,
+            have: runs(&mut have.into_iter()),
+            in_flight: runs(&mut in_flight.into_iter()),
+        }
+    }
+
+    /// The map of a file that is all here.
+    pub fn complete(len_bytes: u64) -> Self {
+        Self {
+            len_bytes,
+            piece_len: 0,
+            have: std::iter::once(0..len_bytes)
+                .filter(|r| !r.is_empty())
+                .collect(),
+            in_flight: Vec::new(),
+        }
+    }
+}
+
 /// What one shared file serves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UploadProgress {
@@ -202,4 +262,19 @@ pub enum FailureCause {
     NoSource,
     /// The file could not be created, written or finished (full disk, permissions).
     Storage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PieceMap;
+
+    #[test]
+    fn a_piece_map_merges_neighbouring_pieces_and_clips_the_last() {
+        let map = PieceMap::from_pieces(10 * 4 + 1, 4, [0, 1, 2, 5, 10], [3, 7, 8]);
+        assert_eq!(map.have, [0..12, 20..24, 40..41]);
+        assert_eq!(map.in_flight, [12..16, 28..36]);
+        assert_eq!(PieceMap::from_pieces(8, 4, [], [5]).in_flight, []);
+        assert_eq!(PieceMap::complete(9).have, vec![0..9; 1]);
+        assert!(PieceMap::complete(0).have.is_empty());
+    }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use error::NodeError;
 pub use events::{
-    ConnectionState, DownloadProgress, FailureCause, NodeEvent, SharedFile, TransferId,
+    ConnectionState, DownloadProgress, FailureCause, NodeEvent, PieceMap, SharedFile, TransferId,
     TransferSummary, UploadProgress,
 };
 pub use shoal_protocol::{Category, IceServer, IndexedFile, InfoHash, NodeId, text};
@@ -162,6 +162,10 @@ pub(crate) enum Command {
     StreamUrl {
         transfer: TransferId,
         reply: oneshot::Sender<Result<String, NodeError>>,
+    },
+    PieceMap {
+        transfer: TransferId,
+        reply: oneshot::Sender<Result<PieceMap, NodeError>>,
     },
     SetLimits {
         limits: TransferLimits,
@@ -375,6 +379,17 @@ impl NodeHandle {
     /// cannot start.
     pub async fn stream_url(&self, transfer: TransferId) -> Result<String, NodeError> {
         self.ask(|reply| Command::StreamUrl { transfer, reply })
+            .await?
+    }
+
+    /// Which bytes of a running download are here, on their way or missing, for a player's
+    /// piece map (issue 10, item 4). Cheap enough to ask twice a second.
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownTransfer`] when no such download runs (a finished one is all
+    /// here: its length is in its last [`DownloadProgress`]).
+    pub async fn piece_map(&self, transfer: TransferId) -> Result<PieceMap, NodeError> {
+        self.ask(|reply| Command::PieceMap { transfer, reply })
             .await?
     }
 

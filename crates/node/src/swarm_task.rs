@@ -14,14 +14,16 @@ use shoal_storage::{Bitfield, Manifest, PartFile, SourceFile};
 use shoal_transfer::{
     CloseReason, Input, LinkId, Output, Playhead, Swarm, SwarmConfig, SwarmEvent,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::NodeError;
 use crate::actor::{Internal, SharedStatus, lock};
 use crate::events::{
-    DownloadProgress, FailureCause, NodeEvent, TransferId, TransferSummary, UploadProgress,
+    DownloadProgress, FailureCause, NodeEvent, PieceMap, TransferId, TransferSummary,
+    UploadProgress,
 };
 use crate::limit::Limits;
 use crate::stream::{READ_AHEAD_BYTES, ReaderUpdate, StreamFeed, StreamState};
@@ -125,6 +127,8 @@ pub(crate) enum SwarmCommand {
     Fail(String),
     /// Stop quietly (node shutdown or unshare).
     Stop,
+    /// Answer which pieces are here and on their way.
+    PieceMap(oneshot::Sender<Result<PieceMap, NodeError>>),
 }
 
 pub(crate) struct SwarmEnded {
@@ -349,6 +353,9 @@ impl Driver {
                     Some(SwarmCommand::Cancel) => self.outcome = Some(Outcome::Failed(FailureCause::Cancelled, "cancelled".into())),
                     Some(SwarmCommand::Fail(reason)) => self.outcome = Some(Outcome::Failed(FailureCause::NoSource, reason)),
                     Some(SwarmCommand::Stop) | None => self.outcome = Some(Outcome::Stopped),
+                    Some(SwarmCommand::PieceMap(reply)) => {
+                        let _ = reply.send(Ok(self.piece_map()));
+                    }
                 },
                 Some(io) = io_rx.recv() => self.on_io(io),
                 update = async {
@@ -526,6 +533,19 @@ impl Driver {
             }
             Err(e) => warn!(error = %e, "cannot open the .part file for players"),
         }
+    }
+
+    /// Which pieces are here and on their way, as byte ranges.
+    fn piece_map(&self) -> PieceMap {
+        let Some(layout) = self.swarm.manifest().map(|m| *m.layout()) else {
+            return PieceMap::default();
+        };
+        PieceMap::from_pieces(
+            layout.len_bytes(),
+            u64::from(layout.piece_len()),
+            self.swarm.have().iter_set(),
+            self.swarm.in_flight(),
+        )
     }
 
     /// Publishes newly written pieces to readers.
