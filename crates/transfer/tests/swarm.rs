@@ -69,6 +69,33 @@ fn empty_and_single_piece_files() {
 }
 
 #[test]
+fn a_small_file_over_two_links_to_one_holder_is_sent_once() {
+    // Two peer connections to one holder (the node's default) and a file of one piece: the
+    // endgame may ask a second node for a piece in flight, never the same node again (both
+    // links share its uplink: the app showed a share "served 2.0 times" to one viewer).
+    let (data, manifest) = content(80 * 1024, 5);
+    let mut sim = Sim::new(5);
+    let seeder = sim.add_seeder(&data, &manifest);
+    let viewer = sim.add_downloader(&manifest);
+    // Each connection's own path is the limit: both could carry the piece at once.
+    let path = PathSpec {
+        bandwidth: 1 << 20,
+        ..PathSpec::default()
+    };
+    sim.connect(seeder, viewer, path);
+    sim.connect(seeder, viewer, path);
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.complete(viewer)));
+    // Anything still on its way arrives.
+    sim.run_until(Duration::from_secs(2), |_| false);
+    sim.assert_holds(viewer, &data);
+    assert_eq!(
+        sim.bytes_up(seeder),
+        data.len() as u64,
+        "the holder sent the piece more than once"
+    );
+}
+
+#[test]
 fn two_seeders_both_contribute() {
     let (data, manifest) = content(8 * MIB, 3);
     let mut sim = Sim::new(3);

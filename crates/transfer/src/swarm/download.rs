@@ -1,6 +1,8 @@
 //! Downloads: the manifest fetch, piece assembly and verification, requests and their
 //! pipelines.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use shoal_storage::{Bitfield, MAX_PIECES, Manifest, PIECE_LEN, PieceIndex};
 use tracing::{debug, trace};
@@ -360,9 +362,17 @@ impl Swarm {
             let Some(have) = &l.remote_have else {
                 return;
             };
+            // A duplicate request (endgame, overdue) to a node already asked would come over
+            // the same uplink: it only doubles what that node sends.
+            let on_node: VecDeque<u32> = self
+                .links
+                .values()
+                .filter(|other| other.node == l.node)
+                .flat_map(|other| other.requested.iter().copied())
+                .collect();
             let piece = self
                 .picker
-                .next(have, &l.requested, self.config.max_requests_per_piece);
+                .next(have, &on_node, self.config.max_requests_per_piece);
             let Some(piece) = piece else {
                 return;
             };

@@ -231,15 +231,16 @@ impl Picker {
 
     /// The piece to ask a link for next. First the priority list, in order: a missing piece
     /// the link has (`remote`) and nobody was asked for, or a critical one that is overdue
-    /// elsewhere, not asked of this link (`on_link`) and has fewer than two requests out.
-    /// Then the rarest missing, unrequested piece the link has; failing that, when no
-    /// unrequested piece is available anywhere (endgame), the in-flight piece with the fewest
-    /// requests that the link has, has not been asked for on it and has fewer than
-    /// `max_requests` requests out.
+    /// elsewhere, not asked of the link's node (`on_node`: the pieces requested on any link
+    /// to the same node, which share its uplink) and has fewer than two requests out. Then
+    /// the rarest missing, unrequested piece the link has; failing that, when no unrequested
+    /// piece is available anywhere (endgame), the in-flight piece with the fewest requests
+    /// that the link has, has not been asked of its node and has fewer than `max_requests`
+    /// requests out.
     pub(crate) fn next(
         &self,
         remote: &Bitfield,
-        on_link: &VecDeque<u32>,
+        on_node: &VecDeque<u32>,
         max_requests: u8,
     ) -> Option<u32> {
         for (i, &piece) in self.priority.iter().enumerate() {
@@ -253,7 +254,7 @@ impl Picker {
             if i < self.critical
                 && self.requests[p] < 2
                 && self.overdue.contains(&piece)
-                && !on_link.contains(&piece)
+                && !on_node.contains(&piece)
             {
                 return Some(piece);
             }
@@ -275,7 +276,7 @@ impl Picker {
             .iter()
             .copied()
             .filter(|p| {
-                remote.has_raw(*p) && !on_link.contains(p) && self.requests(*p) < max_requests
+                remote.has_raw(*p) && !on_node.contains(p) && self.requests(*p) < max_requests
             })
             .min_by_key(|p| (self.requests(*p), *p))
     }

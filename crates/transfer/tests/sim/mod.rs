@@ -240,6 +240,17 @@ impl Sim {
         idx
     }
 
+    /// Piece bytes node `n` sent on its links still open.
+    pub fn bytes_up(&self, n: usize) -> u64 {
+        self.links
+            .iter()
+            .flat_map(|l| l.ends)
+            .filter(|(node, _)| *node == n)
+            .filter_map(|(_, link)| self.nodes[n].swarm.link_stats(link))
+            .map(|s| s.bytes_up)
+            .sum()
+    }
+
     /// Closes a link as a vanished peer would: both ends see it close after the latency.
     pub fn cut(&mut self, link: usize) {
         let l = &mut self.links[link];
