@@ -65,6 +65,8 @@ interface Upload {
   sentBytes: number;
   /** Over the last second. */
   rateBytesPerSec: number;
+  /** Nodes sent at least one whole piece since it was shared. */
+  peersServed: number;
 }
 
 interface Hashing {
@@ -127,6 +129,12 @@ interface Transfer {
   lenBytes: number;
   /** Over the last second. */
   rateBytesPerSec: number;
+  /** Bytes sent to other viewers from the pieces already here, this run. */
+  sentBytes: number;
+  /** Sent over the last second. */
+  uploadRateBytesPerSec: number;
+  /** Nodes sent at least one whole piece, this run. */
+  peersServed: number;
   etaSecs: number | null;
   /** Open links and how each is reached. */
   peers: PeerInfo[];

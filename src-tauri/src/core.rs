@@ -900,6 +900,7 @@ impl AppCore {
                 .map(|t| {
                     t.state = TransferState::Waiting;
                     t.rate_bytes_per_sec = 0.0;
+                    t.upload_rate_bytes_per_sec = 0.0;
                     t.eta_secs = None;
                     t.peers.clear();
                     t.problem = Some(Problem::NoServer);
@@ -1005,6 +1006,7 @@ impl AppCore {
                         peers: p.peers,
                         sent_bytes: p.sent_bytes,
                         rate_bytes_per_sec: p.rate_bytes_per_sec,
+                        peers_served: p.peers_served,
                     };
                     let upload = share.upload.clone();
                     self.emit(&mut view, UiEvent::Upload { upload });
@@ -1044,6 +1046,9 @@ impl AppCore {
                     t.bytes_done = p.bytes_done;
                     t.len_bytes = p.len_bytes;
                     t.rate_bytes_per_sec = p.rate_bytes_per_sec;
+                    t.sent_bytes = p.sent_bytes;
+                    t.upload_rate_bytes_per_sec = p.upload_rate_bytes_per_sec;
+                    t.peers_served = p.peers_served;
                     t.eta_secs = (p.rate_bytes_per_sec > 1.0).then(|| {
                         (p.len_bytes.saturating_sub(p.bytes_done) as f64 / p.rate_bytes_per_sec)
                             .ceil() as u64
@@ -1118,6 +1123,7 @@ impl AppCore {
                 t.state = TransferState::Completed;
                 t.bytes_done = t.len_bytes;
                 t.rate_bytes_per_sec = 0.0;
+                t.upload_rate_bytes_per_sec = 0.0;
                 t.eta_secs = None;
                 t.path = Some(path.clone());
                 let transfer = t.clone();
@@ -1161,6 +1167,7 @@ impl AppCore {
                 };
                 t.state = state;
                 t.rate_bytes_per_sec = 0.0;
+                t.upload_rate_bytes_per_sec = 0.0;
                 t.eta_secs = None;
                 t.peers.clear();
                 t.problem = problem;

@@ -96,6 +96,8 @@ pub struct Upload {
     pub sent_bytes: u64,
     /// Over the last second.
     pub rate_bytes_per_sec: f64,
+    /// Nodes sent at least one whole piece since it was shared.
+    pub peers_served: usize,
 }
 
 impl From<&SharedFile> for Share {
@@ -236,6 +238,12 @@ pub struct Transfer {
     pub len_bytes: u64,
     /// Bytes per second over the last second.
     pub rate_bytes_per_sec: f64,
+    /// Bytes sent to other viewers from the pieces already here, this run.
+    pub sent_bytes: u64,
+    /// Bytes per second sent over the last second.
+    pub upload_rate_bytes_per_sec: f64,
+    /// Nodes sent at least one whole piece, this run.
+    pub peers_served: usize,
     /// Seconds left at the current rate.
     pub eta_secs: Option<u64>,
     /// Peers and how each is reached.
@@ -267,6 +275,9 @@ impl Transfer {
             bytes_done: 0,
             len_bytes,
             rate_bytes_per_sec: 0.0,
+            sent_bytes: 0,
+            upload_rate_bytes_per_sec: 0.0,
+            peers_served: 0,
             eta_secs: None,
             peers: Vec::new(),
             path: None,

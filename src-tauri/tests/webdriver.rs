@@ -547,7 +547,8 @@ async fn two_apps_share_download_and_play_a_video() {
     let served = a
         .wait_text(
             &format!("#my-shares li.share[data-info-hash='{info_hash}'] .share-upload"),
-            |t| t.contains("KiB sent"),
+            // The whole file, once, to B.
+            |t| t.contains("KiB sent to 1 peer · served 1.0 times"),
         )
         .await;
     println!("A's share says: {served}");

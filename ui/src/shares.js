@@ -87,7 +87,11 @@ export function updateUpload(upload) {
   el.hidden = upload.sentBytes === 0 && upload.peers === 0;
   const peers = `${upload.peers} ${upload.peers === 1 ? "peer" : "peers"}`;
   const rate = upload.rateBytesPerSec > 0 ? `↑ ${humanRate(upload.rateBytesPerSec)} to ${peers}` : `${peers} connected`;
-  setText(el, `${rate} · ${humanSize(upload.sentBytes)} sent`);
+  const served = `${upload.peersServed} ${upload.peersServed === 1 ? "peer" : "peers"}`;
+  // "Served 2.4 times": the bytes sent in copies of the file.
+  const times = entry.share.size > 0 ? upload.sentBytes / entry.share.size : 0;
+  const copies = times >= 0.1 ? ` · served ${times.toFixed(1)} times` : "";
+  setText(el, `${rate} · ${humanSize(upload.sentBytes)} sent to ${served}${copies}`);
 }
 
 /**

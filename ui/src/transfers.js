@@ -97,6 +97,9 @@ export function startPending(id, file) {
     bytesDone: 0,
     lenBytes: file.size,
     rateBytesPerSec: 0,
+    sentBytes: 0,
+    uploadRateBytesPerSec: 0,
+    peersServed: 0,
     etaSecs: null,
     peers: [],
     path: null,
@@ -326,6 +329,11 @@ function updateCard(el, t) {
       statPart("Speed", humanRate(t.rateBytesPerSec)),
       statPart("Time left", t.etaSecs === null ? "—" : humanDuration(t.etaSecs)),
       statPart("Peers", String(t.peers.length)),
+      // Viewers serve each other: what this download gave others from the pieces it has.
+      statPart("Shared", t.sentBytes > 0
+        ? `${humanSize(t.sentBytes)} to ${t.peersServed} ${t.peersServed === 1 ? "peer" : "peers"}`
+          + (t.uploadRateBytesPerSec > 0 ? ` · ↑ ${humanRate(t.uploadRateBytesPerSec)}` : "")
+        : "—"),
     ];
     const sig = parts.map((p) => p.textContent).join("|");
     if (stats.getAttribute("data-sig") !== sig) {

@@ -1044,6 +1044,9 @@ impl Actor {
             len_bytes: file.size,
             rate_bytes_per_sec: 0.0,
             peers: 0,
+            sent_bytes: 0,
+            upload_rate_bytes_per_sec: 0.0,
+            peers_served: 0,
         })));
         let mime = match mime_guess::from_path(&name).first() {
             Some(guess) => guess.essence_str().to_owned(),

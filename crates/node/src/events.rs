@@ -76,6 +76,13 @@ pub struct DownloadProgress {
     pub rate_bytes_per_sec: f64,
     /// Peers (nodes) with at least one open link; two connections to one node count once.
     pub peers: usize,
+    /// Bytes sent to other viewers from the pieces already here (issue 10: viewers serve
+    /// each other), since the download started.
+    pub sent_bytes: u64,
+    /// Send rate over the last second, bytes per second.
+    pub upload_rate_bytes_per_sec: f64,
+    /// Nodes that were sent at least one whole piece.
+    pub peers_served: usize,
 }
 
 /// Which bytes of a download are here, on their way or missing: what a player draws under
@@ -149,6 +156,9 @@ pub struct UploadProgress {
     pub sent_bytes: u64,
     /// Send rate over the last second, bytes per second.
     pub rate_bytes_per_sec: f64,
+    /// Nodes that were sent at least one whole piece since it was shared (for a finished
+    /// download that stayed shared, since the download started).
+    pub peers_served: usize,
 }
 
 /// How a finished download went.

@@ -172,8 +172,12 @@ struct Driver {
     io_tx: mpsc::Sender<LinkIo>,
     started: Instant,
     rate_window: VecDeque<(Instant, u64)>,
-    /// Bytes handed to links' writers (a share's uploads).
+    /// Bytes handed to links' writers (uploads, by a share or a download).
     sent_bytes: u64,
+    /// `sent_bytes` over time, for the upload rate of a download.
+    upload_window: VecDeque<(Instant, u64)>,
+    /// Nodes sent at least one whole piece.
+    served: std::collections::HashSet<NodeId>,
     /// What the last upload event said (sent bytes, peers), so an idle share stays quiet.
     last_upload_report: (u64, usize),
     outcome: Option<Outcome>,
@@ -315,6 +319,8 @@ impl Driver {
             started: Instant::now(),
             rate_window: VecDeque::new(),
             sent_bytes: 0,
+            upload_window: VecDeque::new(),
+            served: std::collections::HashSet::new(),
             last_upload_report: (0, 0),
             outcome: None,
         };
@@ -397,6 +403,9 @@ impl Driver {
                         self.remove_link(link, Some("stopped reading what we send".into()));
                     } else {
                         self.sent_bytes += len as u64;
+                        if piece_end {
+                            self.served.insert(entry.peer);
+                        }
                         let _ = entry.writer.send((message, piece_end));
                     }
                 }
@@ -763,6 +772,7 @@ impl Driver {
                 peers,
                 sent_bytes: self.sent_bytes,
                 rate_bytes_per_sec: rate,
+                peers_served: self.served.len(),
             }));
     }
 
@@ -774,6 +784,7 @@ impl Driver {
         };
         let now = Instant::now();
         let rate = Self::rate(&mut self.rate_window, now, d.fetched_bytes);
+        let upload_rate = Self::rate(&mut self.upload_window, now, self.sent_bytes);
         let len_bytes = self
             .swarm
             .manifest()
@@ -787,6 +798,9 @@ impl Driver {
             len_bytes,
             rate_bytes_per_sec: rate,
             peers,
+            sent_bytes: self.sent_bytes,
+            upload_rate_bytes_per_sec: upload_rate,
+            peers_served: self.served.len(),
         };
         *lock(&d.status) = Some(progress.clone());
         let _ = self
