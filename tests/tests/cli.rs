@@ -70,7 +70,7 @@ fn real_media_round_trips_and_is_listed() {
         &media.flac,
     ];
     let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
-    let (_seeder, hashes) = seed(&server.url, &paths);
+    let (seeder, hashes) = seed(&server.url, &paths);
 
     let (ok, listing, _) = shoal(&server.url, &["ls"]).finish();
     assert!(ok);
@@ -104,6 +104,29 @@ fn real_media_round_trips_and_is_listed() {
         let (got, _) = get_ok(&server.url, hash, out.path());
         assert_eq!(got.file_name(), path.file_name());
         assert_eq!(sha256_file(&got), sha256_file(path), "{}", path.display());
+    }
+
+    // Stopped, the seeder says what it sent: each file once, to one peer (the bytes count
+    // the manifest and the messages' headers too).
+    seeder.terminate();
+    let (ok, _, stderr) = seeder.finish();
+    assert!(ok, "{stderr:#?}");
+    for (path, hash) in paths.iter().zip(&hashes) {
+        let len = std::fs::metadata(path).unwrap().len();
+        let line = stderr
+            .iter()
+            .find(|l| l.starts_with(&format!("served {hash}: ")))
+            .unwrap_or_else(|| panic!("nothing said about {hash}: {stderr:#?}"));
+        let sent: u64 = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            sent >= len && sent <= len + len / 20 + 4096,
+            "{line} for a file of {len} bytes"
+        );
+        assert!(line.ends_with("to 1 peer"), "{line}");
     }
 }
 

@@ -229,3 +229,90 @@ async fn a_partial_holder_that_corrupts_pieces_is_banned() {
     assert_eq!(per_peer(&stderr), vec![data.len() as u64], "{stderr:#?}");
     drop(liar);
 }
+
+/// The seeder's "served <info hash>: <bytes> bytes ..." line, once it is stopped.
+fn served_bytes(seeder: Proc, hash: &str) -> u64 {
+    seeder.terminate();
+    let (ok, _, stderr) = seeder.finish();
+    assert!(ok, "{stderr:#?}");
+    stderr
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("served {hash}: ")))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 10's swarm figure: one seeder capped at 8 MiB/s and 8 `shoal get` viewers started
+/// together on a 512 MiB file (`SHOAL_SWARM_MIB` for another size): the seeder's upload
+/// over the file size (a star would be 8.0; the goal is at most 1.5), and the slowest
+/// viewer's time against one viewer alone. Prints figures; run with
+/// `cargo test -p shoal-e2e --test swarm swarm_figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn swarm_figures() {
+    let mib: usize = std::env::var("SHOAL_SWARM_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    let dir = tempfile::tempdir().unwrap();
+    let path = random_file(dir.path(), "film.bin", mib << 20, 512);
+    let len = (mib as u64) << 20;
+    let server = SignalServer::start();
+    let seeder_args = ["--max-upload", "8"];
+
+    // One viewer alone.
+    let (seeder, hashes) = shoal_e2e::seed_with(&server.url, &[&path], &seeder_args);
+    let hash = hashes[0].clone();
+    let out = dir.path().join("alone");
+    let started = Instant::now();
+    let (ok, _, stderr) = get(&server.url, &hash, &out, &[]).finish();
+    assert!(ok, "{stderr:#?}");
+    let alone = started.elapsed();
+    let alone_sent = served_bytes(seeder, &hash);
+    std::fs::remove_dir_all(&out).unwrap();
+    println!(
+        "one viewer alone: {:.1} s; the seeder sent {:.2} times the file",
+        alone.as_secs_f64(),
+        alone_sent as f64 / len as f64
+    );
+
+    // Eight viewers together, behind a fresh seeder.
+    let (seeder, _) = shoal_e2e::seed_with(&server.url, &[&path], &seeder_args);
+    let started = Instant::now();
+    let viewers: Vec<_> = (0..8)
+        .map(|i| {
+            let out = dir.path().join(format!("viewer-{i}"));
+            let proc = get(&server.url, &hash, &out, &[]);
+            std::thread::spawn(move || {
+                let (ok, _, stderr) = proc.finish();
+                let took = started.elapsed();
+                let served = stderr
+                    .iter()
+                    .find_map(|l| l.strip_prefix("served "))
+                    .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0);
+                (ok, took, served, stderr)
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut viewers_served = 0;
+    for viewer in viewers {
+        let (ok, took, served, stderr) = viewer.join().unwrap();
+        assert!(ok, "{stderr:#?}");
+        times.push(took.as_secs_f64());
+        viewers_served += served;
+    }
+    let sent = served_bytes(seeder, &hash);
+    times.sort_by(f64::total_cmp);
+    println!(
+        "8 viewers on {mib} MiB, seeder capped at 8 MiB/s: the seeder sent {:.2} times the file \
+         (a star: 8.0); viewers served each other {:.2} times the file; fastest viewer {:.1} s, \
+         slowest {:.1} s ({:.2} x one viewer alone)",
+        sent as f64 / len as f64,
+        viewers_served as f64 / len as f64,
+        times[0],
+        times[times.len() - 1],
+        times[times.len() - 1] / alone.as_secs_f64()
+    );
+}

@@ -280,13 +280,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } | Commands::Watch { .. }
     );
     let (node, mut events) = Node::spawn(config);
+    // What each share sent, from its upload events; said when serving stops.
+    let served = Served::default();
     // Stopping ends `seed`, and `get --seed-after` once its file is complete: exit 0.
     let seeding = std::cell::Cell::new(matches!(cli.command, Commands::Seed { .. }));
     let downloading = matches!(cli.command, Commands::Get { .. } | Commands::Watch { .. });
     let work = async {
         connected(&mut events, &cli.net.server).await?;
         anyhow::Ok(match cli.command {
-            Commands::Seed { files } => seed(&node, &mut events, files).await?,
+            Commands::Seed { files } => seed(&node, &mut events, files, &served).await?,
             Commands::Ls { category } => {
                 print_files(&node.list(category).await?);
                 ExitCode::SUCCESS
@@ -304,7 +306,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let code = follow(&mut events, transfer).await?;
                 if seed_after {
                     seeding.set(true);
-                    serve(&mut events).await?;
+                    serve(&mut events, &served).await?;
                 }
                 code
             }
@@ -316,7 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 follow(&mut events, transfer).await?;
                 seeding.set(true);
                 eprintln!("complete; still serving {url}");
-                serve(&mut events).await?
+                serve(&mut events, &served).await?
             }
             Commands::Bench(_) => unreachable!("handled before the runtime starts"),
         })
@@ -328,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if downloading && !seeding {
                 eprintln!("interrupted; the .part file is kept, run the same command to resume");
             }
+
             Ok(match stop {
                 _ if seeding => ExitCode::SUCCESS,
                 Stop::Interrupt => ExitCode::from(130),
@@ -337,6 +340,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     // Saves download state and says goodbye to peers and the server.
     node.shutdown().await;
+    if seeding.get() {
+        // Each share's last upload event comes as it stops.
+        while let Ok(event) = events.try_recv() {
+            if let NodeEvent::UploadProgress(p) = event {
+                served.note(&p);
+            }
+        }
+        served.report();
+    }
     result
 }
 
@@ -367,6 +379,7 @@ async fn seed(
     node: &NodeHandle,
     events: &mut mpsc::Receiver<NodeEvent>,
     files: Vec<PathBuf>,
+    served: &Served,
 ) -> anyhow::Result<ExitCode> {
     let bars = progress::Bars::new();
     for path in files {
@@ -389,14 +402,44 @@ async fn seed(
         let shared = shared.with_context(|| format!("cannot share {}", path.display()))?;
         println!("{}  {}", shared.info_hash, inert(&shared.name, usize::MAX));
     }
-    serve(events).await
+    serve(events, served).await
+}
+
+/// Bytes sent and peers served per share, from the node's upload events.
+#[derive(Default)]
+struct Served(std::cell::RefCell<std::collections::BTreeMap<String, (u64, usize)>>);
+
+impl Served {
+    fn note(&self, p: &shoal_node::UploadProgress) {
+        self.0
+            .borrow_mut()
+            .insert(p.info_hash.to_string(), (p.sent_bytes, p.peers_served));
+    }
+
+    /// One line per share that sent anything: "served <info hash>: <bytes> bytes to <n>
+    /// peers" (stderr).
+    fn report(&self) {
+        for (info_hash, (bytes, peers)) in self.0.borrow().iter() {
+            if *bytes > 0 {
+                eprintln!(
+                    "served {info_hash}: {bytes} bytes ({}) to {}",
+                    progress::human_bytes(*bytes),
+                    progress::peers(*peers)
+                );
+            }
+        }
+    }
 }
 
 /// Serves shares until stopped, saying who connects.
-async fn serve(events: &mut mpsc::Receiver<NodeEvent>) -> anyhow::Result<ExitCode> {
+async fn serve(
+    events: &mut mpsc::Receiver<NodeEvent>,
+    served: &Served,
+) -> anyhow::Result<ExitCode> {
     eprintln!("seeding; press Ctrl-C to stop");
     loop {
         match events.recv().await {
+            Some(NodeEvent::UploadProgress(p)) => served.note(&p),
             Some(NodeEvent::PeerConnected {
                 peer,
                 candidate_type,
@@ -432,6 +475,8 @@ async fn follow(
     transfer: shoal_node::TransferId,
 ) -> anyhow::Result<ExitCode> {
     let mut bar: Option<progress::Transfer> = None;
+    // What this download served to other viewers: (bytes, peers).
+    let mut served = (0u64, 0usize);
     loop {
         match events.recv().await {
             Some(NodeEvent::DownloadStarted {
@@ -450,6 +495,7 @@ async fn follow(
                 bar = Some(progress::Transfer::new(&name, len_bytes));
             }
             Some(NodeEvent::DownloadProgress(p)) if p.transfer == transfer => {
+                served = (p.sent_bytes, p.peers_served);
                 if let Some(bar) = &bar {
                     bar.update(&p);
                 }
@@ -495,6 +541,13 @@ async fn follow(
                 );
                 for (peer, bytes) in &summary.per_peer_bytes {
                     eprintln!("  from {}: {bytes} bytes", peer.short());
+                }
+                if served.0 > 0 {
+                    eprintln!(
+                        "served {} bytes to {} while downloading",
+                        served.0,
+                        progress::peers(served.1)
+                    );
                 }
                 println!("{}", path.display());
                 return Ok(ExitCode::SUCCESS);

@@ -883,6 +883,10 @@ impl Driver {
     }
 
     async fn finish(mut self, outcome: Outcome) {
+        if matches!(self.role, Role::Seed { .. }) {
+            // The last word on what it sent (the periodic one may be a second old).
+            self.report_uploads();
+        }
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
         for id in ids {
             self.remove_link(id, None);
