@@ -330,7 +330,7 @@ function updateCard(el, t) {
       statPart("Time left", t.etaSecs === null ? "—" : humanDuration(t.etaSecs)),
       statPart("Peers", String(t.peers.length)),
       // Viewers serve each other: what this download gave others from the pieces it has.
-      statPart("Shared", t.sentBytes > 0
+      statPart("Shared", t.peersServed > 0
         ? `${humanSize(t.sentBytes)} to ${t.peersServed} ${t.peersServed === 1 ? "peer" : "peers"}`
           + (t.uploadRateBytesPerSec > 0 ? ` · ↑ ${humanRate(t.uploadRateBytesPerSec)}` : "")
         : "—"),

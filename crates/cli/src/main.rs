@@ -542,7 +542,8 @@ async fn follow(
                 for (peer, bytes) in &summary.per_peer_bytes {
                     eprintln!("  from {}: {bytes} bytes", peer.short());
                 }
-                if served.0 > 0 {
+                // Bytes without a whole piece are the protocol's own (bitfield, have).
+                if served.1 > 0 {
                     eprintln!(
                         "served {} bytes to {} while downloading",
                         served.0,

@@ -18,6 +18,7 @@ mod error;
 mod events;
 mod limit;
 mod media;
+mod media_duration;
 mod media_type;
 mod policy;
 mod signaling;

@@ -30,9 +30,24 @@ use tokio::sync::{mpsc, watch};
 /// How long a request waits while no piece at all is written before it fails.
 pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Read-ahead of a streamed download: 30 s of media at an assumed 8 Mbit/s (1 MiB/s), the
-/// bitrate of a 1080p H.264 file, until the container is parsed for its duration.
+/// Read-ahead of a streamed download, in seconds of media (issue 10).
+pub(crate) const READ_AHEAD_SECS: f64 = 30.0;
+
+/// Read-ahead of a streamed download until its container says how long it plays: 30 s at
+/// an assumed 8 Mbit/s (1 MiB/s), the bitrate of a 1080p H.264 file.
 pub(crate) const READ_AHEAD_BYTES: u64 = 30 << 20;
+
+/// Bounds of a read-ahead sized from the file's bitrate: 1 MiB (30 s of a song) to 256 MiB
+/// (30 s of a 70 Mbit/s 4K file).
+pub(crate) const READ_AHEAD_MIN_BYTES: u64 = 1 << 20;
+pub(crate) const READ_AHEAD_MAX_BYTES: u64 = 256 << 20;
+
+/// [`READ_AHEAD_SECS`] of a file of `len_bytes` that plays `secs` seconds, at its average
+/// bitrate, within [`READ_AHEAD_MIN_BYTES`]..=[`READ_AHEAD_MAX_BYTES`].
+pub(crate) fn read_ahead_bytes(len_bytes: u64, secs: f64) -> u64 {
+    let bytes = len_bytes as f64 / secs * READ_AHEAD_SECS;
+    (bytes as u64).clamp(READ_AHEAD_MIN_BYTES, READ_AHEAD_MAX_BYTES)
+}
 
 /// What the swarm task publishes about a download for its readers.
 #[derive(Debug, Default)]

@@ -26,7 +26,10 @@ use crate::events::{
     UploadProgress,
 };
 use crate::limit::Limits;
-use crate::stream::{READ_AHEAD_BYTES, ReaderUpdate, StreamFeed, StreamState};
+use crate::media_duration::Duration as MediaDuration;
+use crate::stream::{
+    READ_AHEAD_BYTES, READ_AHEAD_SECS, ReaderUpdate, StreamFeed, StreamState, read_ahead_bytes,
+};
 
 /// How often progress is reported.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -104,6 +107,11 @@ struct Download {
     published: u32,
     /// Readers (requests of the media server) and the byte each needs next.
     readers: BTreeMap<u64, u64>,
+    /// Bytes each reader's read-ahead covers: [`READ_AHEAD_SECS`] of media once the
+    /// container said how long the file plays.
+    read_ahead: u64,
+    /// Still looking for the playing time (a reader came, the container did not answer yet).
+    seeking_duration: bool,
 }
 
 impl Role {
@@ -271,6 +279,8 @@ pub(crate) async fn run_download(
         stream,
         published: 0,
         readers: BTreeMap::new(),
+        read_ahead: READ_AHEAD_BYTES,
+        seeking_duration: true,
     }));
     let (mut driver, io_rx) = Driver::new(spec, swarm, role);
     if driver.swarm.manifest().is_some() {
@@ -567,6 +577,57 @@ impl Driver {
             d.published = count;
             let have = self.swarm.have().clone();
             d.stream.send_modify(|s| s.have = Some(have));
+            if d.seeking_duration && !d.readers.is_empty() {
+                self.find_duration();
+            }
+        }
+    }
+
+    /// Asks the container how long the file plays (from verified bytes only); once it says,
+    /// each reader's read-ahead is [`READ_AHEAD_SECS`] of media at the file's bitrate.
+    fn find_duration(&mut self) {
+        let Role::Download(d) = &mut self.role else {
+            return;
+        };
+        let (Some(manifest), Some(file)) = (self.swarm.manifest(), d.stream.borrow().file.clone())
+        else {
+            return;
+        };
+        let layout = *manifest.layout();
+        let have = self.swarm.have();
+        let len = layout.len_bytes();
+        let read = |offset: u64, n: usize| -> Option<Vec<u8>> {
+            let end = offset.checked_add(n as u64)?.min(len);
+            if offset >= end {
+                return Some(Vec::new());
+            }
+            let first = layout.piece_at(offset)?;
+            let last = layout.piece_at(end - 1)?;
+            if !(first.get()..=last.get()).all(|p| have.has_raw(p)) {
+                return None;
+            }
+            let mut buf = vec![0u8; (end - offset) as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, offset).ok()?;
+            Some(buf)
+        };
+        match crate::media_duration::duration(len, &read) {
+            MediaDuration::NotYet => {}
+            MediaDuration::Unknown => {
+                d.seeking_duration = false;
+                debug!(
+                    "no playing time in the container; read-ahead stays {READ_AHEAD_BYTES} bytes"
+                );
+            }
+            MediaDuration::Secs(secs) => {
+                d.seeking_duration = false;
+                d.read_ahead = read_ahead_bytes(len, secs);
+                info!(
+                    secs,
+                    read_ahead = d.read_ahead,
+                    "playing time from the container: read-ahead is {READ_AHEAD_SECS} s of media"
+                );
+                self.feed_playheads();
+            }
         }
     }
 
@@ -584,6 +645,17 @@ impl Driver {
             }
         }
         debug!(readers = ?d.readers, "playheads");
+        if d.seeking_duration && !d.readers.is_empty() {
+            self.find_duration();
+        }
+        self.feed_playheads();
+    }
+
+    /// Tells the swarm where the readers are.
+    fn feed_playheads(&mut self) {
+        let Role::Download(d) = &self.role else {
+            return;
+        };
         // Newest request first: a player's latest request (a seek) is what it waits for; an
         // older one may be abandoned and only noticed at its next write.
         let playheads: Vec<Playhead> = d
@@ -592,7 +664,7 @@ impl Driver {
             .rev()
             .map(|offset| Playhead {
                 offset: *offset,
-                ahead_bytes: READ_AHEAD_BYTES,
+                ahead_bytes: d.read_ahead,
             })
             .collect();
         self.feed(Input::Playheads(&playheads));
