@@ -11,6 +11,8 @@
 //! - [`Follower`] turns the host's state and the local player's into actions for the
 //!   player: play, pause, seek, or a playback-rate nudge, with thresholds chosen from the
 //!   simulator (`tests/sim.rs`; docs/ARCHITECTURE.md "Rooms").
+//! - [`WaitPolicy`] is the host's side of "wait for the slowest, without hanging": hold
+//!   playback while a member buffers, go on without it after a timeout.
 //!
 //! The driver (the node for the CLI, the desktop app for its player) runs:
 //!
@@ -26,6 +28,8 @@
 
 mod clock;
 mod follow;
+mod wait;
 
 pub use clock::{ClockConfig, ClockSync, Ping, Pong, pong};
 pub use follow::{Action, FollowConfig, Follower, HostState, PlayerState, command_lead_ms};
+pub use wait::{Decision, WaitConfig, WaitPolicy};

@@ -12,8 +12,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shoal_sync::{
-    Action, ClockConfig, ClockSync, FollowConfig, Follower, HostState, Ping, PlayerState, Pong,
-    command_lead_ms, pong,
+    Action, ClockConfig, ClockSync, Decision, FollowConfig, Follower, HostState, Ping, PlayerState,
+    Pong, WaitConfig, WaitPolicy, command_lead_ms, pong,
 };
 
 /// Simulation step, true ms.
@@ -136,6 +136,15 @@ struct Room {
     members: Vec<Member>,
     /// Pings on their way to the host: (arrival, member, ping).
     to_host: Vec<(f64, usize, Ping)>,
+    /// Members' ready reports on their way to the host: (arrival, member, ready).
+    reports: Vec<(f64, usize, bool)>,
+    /// The host holds playback while a member buffers (when `auto_wait`).
+    wait: WaitPolicy<usize>,
+    auto_wait: bool,
+    /// The host wants to play (a wait may hold it).
+    wants_play: bool,
+    /// True times the host paused for a member and resumed.
+    waited: Vec<(f64, Option<f64>)>,
 }
 
 impl Room {
@@ -169,6 +178,11 @@ impl Room {
             },
             members,
             to_host: Vec::new(),
+            reports: Vec::new(),
+            wait: WaitPolicy::new(WaitConfig::default()),
+            auto_wait: false,
+            wants_play: false,
+            waited: Vec::new(),
         }
     }
 
@@ -217,6 +231,27 @@ impl Room {
                 .inbox
                 .push((arrive, Message::Pong(answer)));
         }
+        // Ready reports reach the host; it holds or resumes playback.
+        let (due, later): (Vec<_>, Vec<_>) = self.reports.drain(..).partition(|(a, ..)| *a <= t);
+        self.reports = later;
+        for (_, member, ready) in due {
+            self.wait.report(member, ready, t);
+        }
+        if self.auto_wait && self.wants_play {
+            match self.wait.decide(t) {
+                Decision::Wait { .. } if self.host.playing => {
+                    self.waited.push((t, None));
+                    self.command(false, None);
+                }
+                Decision::Go if !self.host.playing && t >= self.host.at_ms => {
+                    if let Some(w) = self.waited.last_mut() {
+                        w.1.get_or_insert(t);
+                    }
+                    self.command(true, None);
+                }
+                _ => {}
+            }
+        }
         for i in 0..self.members.len() {
             let local = self.members[i].local(t);
             let dt_local = STEP * (1.0 + self.members[i].skew);
@@ -245,6 +280,8 @@ impl Room {
             if t >= m.next_poll || wake {
                 m.next_poll = t + POLL;
                 let report = m.player.report(t, &mut self.rng);
+                let arrive = t + delay(&mut self.rng);
+                self.reports.push((arrive, i, report.ready));
                 for action in m.follower.poll(host_now, &report) {
                     m.player.apply(t, action, &mut self.rng);
                 }
@@ -352,4 +389,50 @@ fn members_follow_the_host_within_50_ms_and_catch_up_after_a_seek() {
         );
         assert!(took <= 2000.0, "seed {seed}: {took} ms after buffering");
     }
+}
+
+#[test]
+fn the_room_waits_for_a_buffering_member_and_goes_on_without_one_that_stays_late() {
+    let mut room = Room::new(7);
+    room.auto_wait = true;
+    room.run_for(3000.0);
+    room.wants_play = true;
+    let at = room.command(true, Some(0.0));
+    room.run_for(at - room.t + 10_000.0);
+
+    // Member 1 buffers for 3 s: the room pauses for it and plays again once it can.
+    let stalled = room.t;
+    room.members[1].player.stalled_until = stalled + 3000.0;
+    room.run_for(4500.0);
+    let (paused, resumed) = room.waited[0];
+    let resumed = resumed.expect("the room resumed");
+    println!(
+        "a member buffering for 3 s: the room paused {:.0} ms after it stalled and played again {:.0} ms after it could",
+        paused - stalled,
+        resumed - (stalled + 3000.0),
+    );
+    assert!(room.host.playing || room.host.at_ms > room.t);
+    let at = room.host.at_ms;
+    room.run_for((at - room.t).max(0.0));
+    let took = room.time_to_within(100.0, 10_000.0);
+    println!("every member within 100 ms {took:.0} ms after the room played again");
+    assert!(took <= 2000.0, "{took} ms");
+
+    // Member 0 stays late for 30 s: after 15 s the room goes on without it.
+    let stalled = room.t;
+    room.members[0].player.stalled_until = room.t + 30_000.0;
+    room.run_for(20_000.0);
+    let (paused, resumed) = *room.waited.last().unwrap();
+    let resumed = resumed.expect("the room went on");
+    println!(
+        "a member late for 30 s: the room paused after {:.0} ms and went on without it after {:.1} s",
+        paused - stalled,
+        (resumed - paused) / 1000.0
+    );
+    assert!(((resumed - paused) - 15_000.0).abs() < 1000.0);
+    assert!(room.host.playing);
+    // Once it has data it catches up.
+    room.run_for(10_000.0);
+    let took = room.time_to_within(100.0, 10_000.0);
+    assert!(took <= 2000.0, "the late member never caught up: {took} ms");
 }
