@@ -234,12 +234,21 @@ pub async fn open_in_player(
     info_hash: String,
 ) -> Result<(), UiError> {
     let watch = core.inner().watch(self::info_hash(&info_hash)?).await?;
+    // The name, hence the type, comes from the sharer: only a player for audio or video is
+    // started, never the default application of whatever type a name claims (a `.jar`
+    // announced as a video must not run).
     let mime = mime_guess::from_path(watch.url.rsplit('/').next().unwrap_or_default())
         .first_raw()
         .unwrap_or("application/octet-stream");
+    if !(mime.starts_with("video/") || mime.starts_with("audio/")) {
+        return Err(UiError::new(
+            "file",
+            format!("Only audio and video go to an external player; this file's name says {mime}."),
+        ));
+    }
+    let _ = app;
     match watch.path {
-        // Here: the player for its type gets the file; without one, the default application.
-        Some(path) => launch_player(mime, &file_uri(&path)).or_else(|_| open_file(app, core, path)),
+        Some(path) => launch_player(mime, &file_uri(&path)),
         None => launch_player(mime, &watch.url),
     }
 }

@@ -160,6 +160,9 @@ impl ClockSync {
             return false;
         }
         let offset = ((pong.t1 - pong.t0) + (pong.t2 - now)) / 2.0;
+        if !offset.is_finite() || !delay.is_finite() {
+            return false;
+        }
         if self.samples.len() >= self.config.window.max(1) {
             self.samples.pop_front();
         }
@@ -243,6 +246,8 @@ mod tests {
         assert_eq!(c.offset_ms(), None);
         let ping = c.poll_ping(1000.0).unwrap();
         assert!(!c.on_pong(&pong(&ping, f64::NAN, 1.0), 1010.0));
+        let ping = c.poll_ping(1500.0).unwrap();
+        assert!(!c.on_pong(&pong(&ping, 1e308, 1e308), 1510.0), "overflows");
         let ping = c.poll_ping(2000.0).unwrap();
         assert!(c.on_pong(&pong(&ping, 2005.0, 2005.0), 2010.0));
         assert!(!c.on_pong(&pong(&ping, 2005.0, 2005.0), 2010.0), "twice");

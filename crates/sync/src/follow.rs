@@ -281,9 +281,10 @@ impl Follower {
             }
             return actions;
         }
-        // Buffering: nothing to correct until it has data (the room waits, or it catches up
-        // by a seek once it has).
-        if !player.ready {
+        // Buffering while playing: nothing to correct until it has data (the room waits, or
+        // it catches up by a seek once it has). A paused player that lacks data is told to
+        // play or seek below: some players load only once asked to.
+        if !player.ready && player.playing {
             return actions;
         }
         if let Some(expected_then) = self.seek.take() {

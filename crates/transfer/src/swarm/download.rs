@@ -229,7 +229,10 @@ impl Swarm {
             }
             _ => {}
         }
-        self.fill_requests(link);
+        // The other links to this node may have held back while it carried a critical piece.
+        for sibling in self.node_links(link) {
+            self.fill_requests(sibling);
+        }
     }
 
     /// Cancels duplicate (endgame) requests for a piece that just arrived.
@@ -370,9 +373,12 @@ impl Swarm {
                 .filter(|other| other.node == l.node)
                 .flat_map(|other| other.requested.iter().copied())
                 .collect();
-            let piece = self
-                .picker
-                .next(have, &on_node, self.config.max_requests_per_piece);
+            let piece = self.picker.next(
+                have,
+                &l.requested,
+                &on_node,
+                self.config.max_requests_per_piece,
+            );
             let Some(piece) = piece else {
                 return;
             };

@@ -231,15 +231,17 @@ impl Picker {
 
     /// The piece to ask a link for next. First the priority list, in order: a missing piece
     /// the link has (`remote`) and nobody was asked for, or a critical one that is overdue
-    /// elsewhere, not asked of the link's node (`on_node`: the pieces requested on any link
-    /// to the same node, which share its uplink) and has fewer than two requests out. Then
+    /// elsewhere, not asked of this link (`on_link`) and has fewer than two requests out (the
+    /// link asked first may be stalled, so another link to the same node may take it). Then
     /// the rarest missing, unrequested piece the link has; failing that, when no unrequested
     /// piece is available anywhere (endgame), the in-flight piece with the fewest requests
-    /// that the link has, has not been asked of its node and has fewer than `max_requests`
+    /// that the link has, has not been asked of its node (`on_node`: the pieces requested on
+    /// any link to the same node, which share its uplink) and has fewer than `max_requests`
     /// requests out.
     pub(crate) fn next(
         &self,
         remote: &Bitfield,
+        on_link: &VecDeque<u32>,
         on_node: &VecDeque<u32>,
         max_requests: u8,
     ) -> Option<u32> {
@@ -254,7 +256,7 @@ impl Picker {
             if i < self.critical
                 && self.requests[p] < 2
                 && self.overdue.contains(&piece)
-                && !on_node.contains(&piece)
+                && !on_link.contains(&piece)
             {
                 return Some(piece);
             }
@@ -347,9 +349,9 @@ mod tests {
     fn rarest_first_then_lowest_index_with_seed_zero() {
         let p = picker(0, 4, &[(0, 3), (1, 1), (2, 2), (3, 1)]);
         let all = bitfield(4, &[0, 1, 2, 3]);
-        assert_eq!(p.next(&all, NONE, 2), Some(1));
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(1));
         // The link lacks piece 1 and 3: the next rarest it has.
-        assert_eq!(p.next(&bitfield(4, &[0, 2]), NONE, 2), Some(2));
+        assert_eq!(p.next(&bitfield(4, &[0, 2]), NONE, NONE, 2), Some(2));
     }
 
     #[test]
@@ -360,11 +362,11 @@ mod tests {
             p.change_availability(piece, true);
         }
         let all = bitfield(3, &[0, 1, 2]);
-        assert_eq!(p.next(&all, NONE, 1), Some(1), "piece 0 is had");
+        assert_eq!(p.next(&all, NONE, NONE, 1), Some(1), "piece 0 is had");
         p.requested(1);
-        assert_eq!(p.next(&all, NONE, 1), Some(2));
+        assert_eq!(p.next(&all, NONE, NONE, 1), Some(2));
         p.unrequest(1);
-        assert_eq!(p.next(&all, NONE, 1), Some(1));
+        assert_eq!(p.next(&all, NONE, NONE, 1), Some(1));
     }
 
     #[test]
@@ -374,7 +376,7 @@ mod tests {
         let firsts: BTreeSet<u32> = (1..=16)
             .map(|seed| {
                 picker(seed, 64, &holders)
-                    .next(&all, NONE, 2)
+                    .next(&all, NONE, NONE, 2)
                     .expect("a piece")
             })
             .collect();
@@ -390,10 +392,14 @@ mod tests {
         }
         p.requested(0);
         // Nothing unrequested: endgame, piece 0 has two requests already.
-        assert_eq!(p.next(&all, NONE, 2), Some(1));
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(1));
         let on_link = VecDeque::from([1, 2]);
-        assert_eq!(p.next(&all, &on_link, 2), None, "piece 0 is at the limit");
-        assert_eq!(p.next(&all, &on_link, 3), Some(0));
+        assert_eq!(
+            p.next(&all, &on_link, &on_link, 2),
+            None,
+            "piece 0 is at the limit"
+        );
+        assert_eq!(p.next(&all, &on_link, &on_link, 3), Some(0));
     }
 
     #[test]
@@ -401,14 +407,14 @@ mod tests {
         let mut p = picker(0, 2, &[(0, 1), (1, 1)]);
         p.requested(0);
         // This link has only piece 0 (in flight); piece 1 waits for another link.
-        assert_eq!(p.next(&bitfield(2, &[0]), NONE, 2), None);
+        assert_eq!(p.next(&bitfield(2, &[0]), NONE, NONE, 2), None);
     }
 
     #[test]
     fn unavailable_pieces_are_never_picked() {
         let p = picker(0, 2, &[(1, 1)]);
         // The link claims piece 0 but no availability was counted for it.
-        assert_eq!(p.next(&bitfield(2, &[0]), NONE, 2), None);
+        assert_eq!(p.next(&bitfield(2, &[0]), NONE, NONE, 2), None);
     }
 
     #[test]
@@ -430,16 +436,16 @@ mod tests {
         );
         let all = bitfield(8, &(0..8).collect::<Vec<_>>());
         p.set_priority(vec![5, 6, 7, 1], 1);
-        assert_eq!(p.next(&all, NONE, 2), Some(5));
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(5));
         p.requested(5);
-        assert_eq!(p.next(&all, NONE, 2), Some(6));
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(6));
         p.requested(6);
         p.requested(7);
         p.requested(1);
-        assert_eq!(p.next(&all, NONE, 2), Some(0), "then the rarest");
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(0), "then the rarest");
         // A link without the priority pieces gets the rest.
         p.unrequest(7);
-        assert_eq!(p.next(&bitfield(8, &[0, 2]), NONE, 2), Some(0));
+        assert_eq!(p.next(&bitfield(8, &[0, 2]), NONE, NONE, 2), Some(0));
     }
 
     #[test]
@@ -447,12 +453,12 @@ mod tests {
         let mut p = picker(0, 6, &[(0, 2), (1, 2), (2, 2), (3, 2), (4, 1), (5, 2)]);
         let all = bitfield(6, &(0..6).collect::<Vec<_>>());
         p.set_priority(vec![1, 2, 3], 1);
-        assert_eq!(p.next(&all, NONE, 2), Some(1));
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(1));
         // Seek to the end: 1-3 are ordinary again; 4 is also the rarest.
         p.set_priority(vec![5], 1);
-        assert_eq!(p.next(&all, NONE, 2), Some(5));
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(5));
         p.requested(5);
-        assert_eq!(p.next(&all, NONE, 2), Some(4));
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(4));
         assert!(!p.is_priority(1));
     }
 
@@ -464,16 +470,20 @@ mod tests {
         p.requested(2);
         let first_link = VecDeque::from([2]);
         // Not overdue: the next link gets the read-ahead piece.
-        assert_eq!(p.next(&all, NONE, 2), Some(3));
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(3));
         p.set_overdue(2, true);
-        assert_eq!(p.next(&all, NONE, 2), Some(2), "asked again elsewhere");
         assert_eq!(
-            p.next(&all, &first_link, 2),
+            p.next(&all, NONE, NONE, 2),
+            Some(2),
+            "asked again elsewhere"
+        );
+        assert_eq!(
+            p.next(&all, &first_link, &first_link, 2),
             Some(3),
             "never twice on the same link"
         );
         p.requested(2);
-        assert_eq!(p.next(&all, NONE, 2), Some(3), "two requests at most");
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(3), "two requests at most");
         // Verified: it leaves the overdue set.
         p.unrequest(2);
         p.unrequest(2);
@@ -492,7 +502,7 @@ mod tests {
         p.set_writing(0);
         assert_eq!(p.state(0), Some(PieceState::Writing));
         assert_eq!(p.in_flight(), [0], "being written");
-        assert_eq!(p.next(&all, NONE, 2), Some(1));
+        assert_eq!(p.next(&all, NONE, NONE, 2), Some(1));
         assert!(p.set_have(0));
         assert!(p.in_flight().is_empty(), "had");
         assert!(!p.set_have(0), "only a piece being written becomes had");

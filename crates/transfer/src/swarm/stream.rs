@@ -146,23 +146,28 @@ impl Swarm {
 
     /// How many requests `l` may have queued: its pipeline depth; while it carries a critical
     /// piece, that piece and [`AFTER_CRITICAL`] more; while another link to the same node
-    /// carries one, nothing new (the links of one node share its uplink, and whatever they
-    /// ask for is sent beside the critical piece and delays it).
+    /// carries one that is not overdue, nothing new (the links of one node share its uplink,
+    /// and whatever they ask for is sent beside the critical piece and delays it). Once that
+    /// piece is overdue its link may be stalled: the others take requests again, the overdue
+    /// piece first.
     pub(super) fn queue_cap(&self, l: &super::link::Link) -> usize {
         let depth = self.depth(l);
         let critical = self.critical_on(l);
         if critical > 0 {
             return (critical + AFTER_CRITICAL).min(depth.max(critical + 1));
         }
-        let sibling_critical = self
-            .links
-            .values()
-            .any(|other| other.node == l.node && self.critical_on(other) > 0);
-        if sibling_critical { 0 } else { depth }
+        let sibling_waits = self.links.values().any(|other| {
+            other.node == l.node
+                && other
+                    .requested
+                    .iter()
+                    .any(|p| self.picker.is_critical(*p) && !self.picker.is_overdue(*p))
+        });
+        if sibling_waits { 0 } else { depth }
     }
 
     /// `link` and the other links to the same node (two peer connections to one holder).
-    fn node_links(&self, link: LinkId) -> Vec<LinkId> {
+    pub(super) fn node_links(&self, link: LinkId) -> Vec<LinkId> {
         let Some(node) = self.links.get(&link).map(|l| l.node) else {
             return Vec::new();
         };
