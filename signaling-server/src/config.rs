@@ -48,6 +48,9 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Longest one write to a client may block before the client is dropped. Default 10 s.
     pub write_timeout: Duration,
+    /// How long a room waits for its host's connection to come back (with the host key)
+    /// before it ends. Default 30 s.
+    pub room_host_grace: Duration,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             max_refusals: 16,
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            room_host_grace: Duration::from_secs(30),
         }
     }
 }

@@ -20,9 +20,12 @@ use tracing::{debug, info};
 
 use crate::limits::{Admission, Slot, TokenBucket};
 use crate::registry::{Outbox, QueuedBytes, RelayError};
+use crate::rooms;
 use crate::{
-    ADDRESS_QUERIES_BURST, ADDRESS_QUERIES_PER_SEC, INDEX_CHANGES_BURST, INDEX_CHANGES_PER_SEC,
-    QUERIES_BURST, QUERIES_PER_SEC, Shared,
+    ADDRESS_QUERIES_BURST, ADDRESS_QUERIES_PER_SEC, ADDRESS_ROOM_JOINS_BURST,
+    ADDRESS_ROOM_JOINS_PER_SEC, INDEX_CHANGES_BURST, INDEX_CHANGES_PER_SEC, QUERIES_BURST,
+    QUERIES_PER_SEC, ROOM_JOINS_BURST, ROOM_JOINS_PER_SEC, ROOM_MESSAGES_BURST,
+    ROOM_MESSAGES_PER_SEC, Shared,
 };
 
 /// Read buffer per connection, in bytes. Small on purpose: signaling messages are short and a
@@ -86,6 +89,8 @@ pub(crate) async fn run(
         revision_rx: None,
         index_changes: TokenBucket::new(INDEX_CHANGES_BURST, INDEX_CHANGES_PER_SEC, now),
         queries: TokenBucket::new(QUERIES_BURST, QUERIES_PER_SEC, now),
+        room_joins: TokenBucket::new(ROOM_JOINS_BURST, ROOM_JOINS_PER_SEC, now),
+        room_messages: TokenBucket::new(ROOM_MESSAGES_BURST, ROOM_MESSAGES_PER_SEC, now),
         refusals: 0,
         last_seen: Instant::now(),
     };
@@ -102,6 +107,19 @@ fn index_change_limit() -> String {
 }
 
 /// The rate a `list`/`search` went past, in words.
+fn room_join_limit() -> String {
+    format!(
+        "at most {ROOM_JOINS_BURST} room joins at once and one per {} s after that",
+        1.0 / ROOM_JOINS_PER_SEC
+    )
+}
+
+fn room_message_limit() -> String {
+    format!(
+        "at most {ROOM_MESSAGES_BURST} room messages at once and {ROOM_MESSAGES_PER_SEC} per second after that"
+    )
+}
+
 fn query_limit() -> String {
     format!(
         "too many list and search requests; at most {QUERIES_BURST} at once and {QUERIES_PER_SEC} per second per connection, {ADDRESS_QUERIES_BURST} and {ADDRESS_QUERIES_PER_SEC} per address"
@@ -132,6 +150,8 @@ struct Connection {
     revision_rx: Option<watch::Receiver<u64>>,
     index_changes: TokenBucket,
     queries: TokenBucket,
+    room_joins: TokenBucket,
+    room_messages: TokenBucket,
     refusals: u32,
     last_seen: Instant,
 }
@@ -225,6 +245,24 @@ impl Connection {
         let changed = self.shared.index_mut().remove_node(node);
         if changed {
             self.shared.index_changed.notify_one();
+        }
+        let changes = self
+            .shared
+            .rooms()
+            .node_gone(node, std::time::Instant::now());
+        let orphaned = changes
+            .iter()
+            .any(|c| matches!(c, rooms::Change::Members { host: None, .. }));
+        self.shared.tell(changes);
+        if orphaned {
+            // The room waits for its host; after the grace it ends.
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let grace = shared.config.room_host_grace;
+                tokio::time::sleep(grace).await;
+                let ended = shared.rooms().expire(std::time::Instant::now(), grace);
+                shared.tell(ended);
+            });
         }
         debug!(node = %node.short(), "left");
     }
@@ -426,6 +464,79 @@ impl Connection {
                 };
                 self.refuse(code, reason, None).await
             }
+            ClientToServer::CreateRoom {
+                info_hash,
+                request_id,
+            } => {
+                let allowed = self.room_message_allowed();
+                if let Some(flow) = self.throttle(allowed, room_message_limit, request_id).await {
+                    return flow;
+                }
+                let created = self.shared.rooms().create(node, info_hash);
+                match created {
+                    Ok(room) => {
+                        debug!(node = %node.short(), room = %room.code, "room created");
+                        self.reply(&ServerToClient::RoomJoined { request_id, room })
+                            .await
+                    }
+                    Err((code, reason)) => self.refuse(code, reason, request_id).await,
+                }
+            }
+            ClientToServer::JoinRoom {
+                room,
+                host_key,
+                request_id,
+            } => {
+                let allowed = self.room_join_allowed();
+                if let Some(flow) = self.throttle(allowed, room_join_limit, request_id).await {
+                    return flow;
+                }
+                let joined = self.shared.rooms().join(node, &room, host_key.as_deref());
+                match joined {
+                    Ok((room, change)) => {
+                        let flow = self
+                            .reply(&ServerToClient::RoomJoined { request_id, room })
+                            .await;
+                        self.shared.tell(change.into_iter().collect());
+                        flow
+                    }
+                    Err((code, reason)) => self.refuse(code, reason, request_id).await,
+                }
+            }
+            ClientToServer::LeaveRoom { room } => {
+                let allowed = self.room_message_allowed();
+                if let Some(flow) = self.throttle(allowed, room_message_limit, None).await {
+                    return flow;
+                }
+                let left = self.shared.rooms().leave(node, &room);
+                match left {
+                    Ok(change) => {
+                        self.shared.tell(change.into_iter().collect());
+                        Flow::Continue
+                    }
+                    Err((code, reason)) => self.refuse(code, reason, None).await,
+                }
+            }
+            ClientToServer::RoomSend { room, to, body } => {
+                let allowed = self.room_message_allowed();
+                if let Some(flow) = self.throttle(allowed, room_message_limit, None).await {
+                    return flow;
+                }
+                let sent = self.shared.rooms().send(node, &room, to, &body);
+                match sent {
+                    Ok((room, recipients)) => {
+                        // The sender is this connection's node, whatever the client wrote.
+                        let message = ServerToClient::RoomMessage {
+                            room,
+                            from: node,
+                            body,
+                        };
+                        self.shared.relay_to(&recipients, &message);
+                        Flow::Continue
+                    }
+                    Err((code, reason)) => self.refuse(code, reason, None).await,
+                }
+            }
         }
     }
 
@@ -507,6 +618,22 @@ impl Connection {
                 ADDRESS_QUERIES_PER_SEC,
                 now,
             )
+    }
+
+    /// Takes a token for a `join_room`, from this connection's and this address's buckets.
+    fn room_join_allowed(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.room_joins.try_take(now)
+            && self.shared.address_joins.try_take(
+                self.addr.ip(),
+                ADDRESS_ROOM_JOINS_BURST,
+                ADDRESS_ROOM_JOINS_PER_SEC,
+                now,
+            )
+    }
+
+    fn room_message_allowed(&mut self) -> bool {
+        self.room_messages.try_take(std::time::Instant::now())
     }
 
     /// `None` when `allowed`; else refuses with `rate_limited`, `limit` naming the rate.

@@ -33,6 +33,7 @@ mod connection;
 mod index;
 mod limits;
 mod registry;
+mod rooms;
 mod status;
 
 use std::net::SocketAddr;
@@ -45,10 +46,12 @@ use tracing::{debug, info, warn};
 
 pub use config::{Config, ConfigError, FileConfig};
 pub use shoal_protocol::ServerStatus;
+use shoal_protocol::ServerToClient;
 
 use index::Index;
 use limits::{AddressBuckets, Connections};
 use registry::{QueueLimits, QueuedBytes, Registry};
+use rooms::{Change, Rooms};
 
 /// How long [`ServerHandle::shutdown`] waits for clients to take their close frame.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -77,6 +80,23 @@ const ADDRESS_QUERIES_BURST: u32 = 40;
 /// See [`ADDRESS_QUERIES_BURST`].
 const ADDRESS_QUERIES_PER_SEC: f64 = 20.0;
 
+/// `join_room` attempts one connection may make in a burst, and per second after it: with
+/// 40-bit codes, guessing one is hopeless at this rate (docs/protocol.md §8).
+const ROOM_JOINS_BURST: u32 = 5;
+/// See [`ROOM_JOINS_BURST`].
+const ROOM_JOINS_PER_SEC: f64 = 0.2;
+/// `join_room` attempts from one IP address over all its connections, in a burst and per
+/// second after it.
+const ADDRESS_ROOM_JOINS_BURST: u32 = 10;
+/// See [`ADDRESS_ROOM_JOINS_BURST`].
+const ADDRESS_ROOM_JOINS_PER_SEC: f64 = 0.2;
+/// Room messages (`create_room`, `leave_room`, `room_send`) one connection may send in a
+/// burst, and per second after it: a member sends a clock ping every 2 s and its state about
+/// once a second; a host one answer per ping and a playback change now and then.
+const ROOM_MESSAGES_BURST: u32 = 64;
+/// See [`ROOM_MESSAGES_BURST`].
+const ROOM_MESSAGES_PER_SEC: f64 = 40.0;
+
 /// State shared by the accept loop, every connection task and the handle.
 struct Shared {
     config: Config,
@@ -96,6 +116,10 @@ struct Shared {
     connections: Connections,
     /// Query budgets per address.
     address_queries: AddressBuckets,
+    /// `join_room` budgets per address.
+    address_joins: AddressBuckets,
+    /// Rooms, apart from the index and the relay path.
+    rooms: std::sync::Mutex<Rooms>,
     /// Bytes of relayed signals queued over all clients.
     queued_total: Arc<QueuedBytes>,
     started: Instant,
@@ -109,6 +133,55 @@ impl Shared {
         self.registry
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tells members about room changes (after the rooms lock is released). A member whose
+    /// queue is full misses it; the next change or its own next message brings it up to
+    /// date.
+    fn tell(&self, changes: Vec<Change>) {
+        for change in changes {
+            let (message, notify) = match change {
+                Change::Members {
+                    code,
+                    host,
+                    members,
+                    notify,
+                } => (
+                    ServerToClient::RoomMembers {
+                        room: code,
+                        host,
+                        members,
+                    },
+                    notify,
+                ),
+                Change::Closed {
+                    code,
+                    reason,
+                    notify,
+                } => (ServerToClient::RoomClosed { room: code, reason }, notify),
+            };
+            self.relay_to(&notify, &message);
+        }
+    }
+
+    /// Queues `message` for each of `nodes`; failures are skipped.
+    fn relay_to(&self, nodes: &[shoal_protocol::NodeId], message: &ServerToClient) {
+        let Ok(text) = serde_json::to_string(message) else {
+            return;
+        };
+        let mut registry = self.registry();
+        for node in nodes {
+            let _ = registry.relay(
+                *node,
+                tokio_tungstenite::tungstenite::Message::text(text.clone()),
+            );
+        }
     }
 
     fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -232,6 +305,8 @@ pub fn serve(listener: TcpListener, mut config: Config) -> std::io::Result<Serve
         revision_tx: watch::channel(0).0,
         connections: Connections::default(),
         address_queries: AddressBuckets::default(),
+        address_joins: AddressBuckets::default(),
+        rooms: std::sync::Mutex::new(Rooms::default()),
         queued_total,
         started: Instant::now(),
         status_tx,
@@ -351,6 +426,7 @@ async fn sample_status(
             _ = tokio::time::sleep(interval) => {}
         }
         shared.address_queries.prune(std::time::Instant::now());
+        shared.address_joins.prune(std::time::Instant::now());
         let total = shared.registry().relayed_total();
         let now = Instant::now();
         let secs = now.duration_since(last_at).as_secs_f64().max(1e-3);

@@ -20,7 +20,8 @@ pub mod text;
 pub use ids::{ConnectionId, InfoHash, NodeId, ParseIdError};
 pub use messages::{
     Category, ClientToServer, DecodeError, ErrorCode, FileAnnouncement, IceCandidateInit,
-    IceServer, IndexedFile, ServerStatus, ServerToClient, Signal, decode_client_message,
+    IceServer, IndexedFile, MemberPlayback, RoomBody, RoomInfo, ServerStatus, ServerToClient,
+    Signal, decode_client_message,
 };
 
 /// The protocol version carried in `hello` and `welcome` (docs/protocol.md §1).

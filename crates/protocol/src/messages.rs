@@ -211,8 +211,170 @@ pub enum Signal {
     Bye,
 }
 
+/// How a room member's player is doing (docs/protocol.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberPlayback {
+    /// Playing.
+    Playing,
+    /// Paused.
+    Paused,
+    /// Waiting for data it does not have yet.
+    Buffering,
+}
+
+/// What a room member says through the room (docs/protocol.md §8; issue 11, seed 000's room
+/// module). The server relays it with the sender stamped; the kinds marked "host only" are
+/// refused from any other member with `not_host`. Times are milliseconds; `at_ms`, `t1` and
+/// `t2` are on the host's clock, `t0` on the member's (NTP's four timestamps, RFC 5905 §8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoomBody {
+    /// Host only: the room's playback. At host time `at_ms` the media is at `position_ms`,
+    /// playing at `rate` or paused; `at_ms` may be slightly in the future so that every
+    /// member starts together.
+    Playback {
+        /// Playing (true) or paused.
+        playing: bool,
+        /// Media position at `at_ms`, ms.
+        position_ms: f64,
+        /// Playback rate while playing, 0.25 to 4.
+        rate: f64,
+        /// Host clock time the state holds from, ms.
+        at_ms: f64,
+    },
+    /// Host only: the room holds playback for `member` (buffering), or for nobody.
+    Waiting {
+        /// The member waited for; absent: nobody.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<NodeId>,
+    },
+    /// Any member, to the host: a clock ping.
+    ClockPing {
+        /// Names the exchange.
+        id: u64,
+        /// The member's clock when it sent this, ms.
+        t0: f64,
+    },
+    /// Host only, to the member that pinged: the answer.
+    ClockPong {
+        /// The ping's id.
+        id: u64,
+        /// The ping's `t0`.
+        t0: f64,
+        /// The host's clock when the ping came, ms.
+        t1: f64,
+        /// The host's clock when it answered, ms.
+        t2: f64,
+    },
+    /// Any member: how its player and its download of the room's media are doing (seed
+    /// 000's `torrent:progress` and `torrent:completed`).
+    MemberState {
+        /// Playing, paused or buffering.
+        state: MemberPlayback,
+        /// The player's position, ms.
+        position_ms: f64,
+        /// Share of the media downloaded, 0 to 1.
+        progress: f64,
+        /// Its position minus the host's, ms, when it follows the host.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drift_ms: Option<f64>,
+    },
+}
+
+impl RoomBody {
+    /// Whether only the room's host may send it.
+    pub fn host_only(&self) -> bool {
+        matches!(
+            self,
+            Self::Playback { .. } | Self::Waiting { .. } | Self::ClockPong { .. }
+        )
+    }
+
+    /// Checks its numbers: finite, a position of at least 0, a rate from 0.25 to 4, a
+    /// progress from 0 to 1.
+    ///
+    /// # Errors
+    /// A sentence naming the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        let finite = |name: &str, v: f64| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("{name} must be a finite number"))
+            }
+        };
+        match self {
+            Self::Playback {
+                position_ms,
+                rate,
+                at_ms,
+                ..
+            } => {
+                finite("position_ms", *position_ms)?;
+                finite("at_ms", *at_ms)?;
+                if *position_ms < 0.0 {
+                    return Err("position_ms must not be negative".into());
+                }
+                if !(0.25..=4.0).contains(rate) {
+                    return Err("rate must be from 0.25 to 4".into());
+                }
+                Ok(())
+            }
+            Self::Waiting { .. } => Ok(()),
+            Self::ClockPing { t0, .. } => finite("t0", *t0),
+            Self::ClockPong { t0, t1, t2, .. } => {
+                finite("t0", *t0)?;
+                finite("t1", *t1)?;
+                finite("t2", *t2)
+            }
+            Self::MemberState {
+                position_ms,
+                progress,
+                drift_ms,
+                ..
+            } => {
+                finite("position_ms", *position_ms)?;
+                if let Some(d) = drift_ms {
+                    finite("drift_ms", *d)?;
+                }
+                if !(0.0..=1.0).contains(progress) {
+                    return Err("progress must be from 0 to 1".into());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A room as a member sees it (docs/protocol.md §8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// The short code people read out, `XXXX-XXXX` (Crockford's base 32).
+    pub code: String,
+    /// The long form for pasting: 32 hex digits (128 bits). `join_room` takes either.
+    pub link: String,
+    /// The media the room watches.
+    pub info_hash: InfoHash,
+    /// The host; absent while the host is reconnecting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<NodeId>,
+    /// Every member, the host included, in the order they joined.
+    pub members: Vec<NodeId>,
+    /// Sent to the host only: the key that makes a new connection the host again after a
+    /// reconnect (`join_room` with `host_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
+    /// The host's last `playback`, so a member that joins is in step at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playback: Option<RoomBody>,
+}
+
+/// Longest room code or link token accepted, in bytes.
+const MAX_ROOM_TEXT_BYTES: usize = 64;
+
 /// Messages a node sends to the signaling server (docs/protocol.md §3-§8).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientToServer {
     /// First message of every connection.
@@ -279,6 +441,42 @@ pub enum ClientToServer {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<u64>,
     },
+    /// Opens a room watching `info_hash` with this node as its host; answered by
+    /// `room_joined`.
+    CreateRoom {
+        /// The media.
+        info_hash: InfoHash,
+        /// Echoed in the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+    },
+    /// Joins a room by its code or link; answered by `room_joined`. With the room's
+    /// `host_key`, this connection becomes its host (after a reconnect).
+    JoinRoom {
+        /// The code (`XXXX-XXXX`; case, dashes and spaces do not matter) or the link.
+        room: String,
+        /// The host key from `room_joined`, to take the room back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host_key: Option<String>,
+        /// Echoed in the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+    },
+    /// Leaves a room. The host leaving ends it.
+    LeaveRoom {
+        /// The room's code.
+        room: String,
+    },
+    /// Says something to the room: to every other member, or to one.
+    RoomSend {
+        /// The room's code.
+        room: String,
+        /// Only this member; absent: every other member.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<NodeId>,
+        /// What.
+        body: RoomBody,
+    },
 }
 
 impl ClientToServer {
@@ -292,6 +490,10 @@ impl ClientToServer {
         "lookup",
         "signal",
         "status",
+        "create_room",
+        "join_room",
+        "leave_room",
+        "room_send",
     ];
 
     /// The `request_id` the message carries, if any (echoed in errors about it).
@@ -301,8 +503,14 @@ impl ClientToServer {
             | Self::List { request_id, .. }
             | Self::Search { request_id, .. }
             | Self::Lookup { request_id, .. }
+            | Self::CreateRoom { request_id, .. }
+            | Self::JoinRoom { request_id, .. }
             | Self::Status { request_id } => *request_id,
-            Self::Hello { .. } | Self::Unannounce { .. } | Self::Signal { .. } => None,
+            Self::Hello { .. }
+            | Self::Unannounce { .. }
+            | Self::Signal { .. }
+            | Self::LeaveRoom { .. }
+            | Self::RoomSend { .. } => None,
         }
     }
 
@@ -314,8 +522,14 @@ impl ClientToServer {
             | Self::List { request_id, .. }
             | Self::Search { request_id, .. }
             | Self::Lookup { request_id, .. }
+            | Self::CreateRoom { request_id, .. }
+            | Self::JoinRoom { request_id, .. }
             | Self::Status { request_id } => *request_id = Some(id),
-            Self::Hello { .. } | Self::Unannounce { .. } | Self::Signal { .. } => {}
+            Self::Hello { .. }
+            | Self::Unannounce { .. }
+            | Self::Signal { .. }
+            | Self::LeaveRoom { .. }
+            | Self::RoomSend { .. } => {}
         }
     }
 
@@ -337,6 +551,24 @@ impl ClientToServer {
             Self::Search { query, .. } if query.len() > MAX_QUERY_BYTES => Err(format!(
                 "search query is {} bytes; the limit is {MAX_QUERY_BYTES}",
                 query.len()
+            )),
+            Self::JoinRoom { room, host_key, .. } => {
+                if room.len() > MAX_ROOM_TEXT_BYTES
+                    || host_key
+                        .as_ref()
+                        .is_some_and(|k| k.len() > MAX_ROOM_TEXT_BYTES)
+                {
+                    return Err(format!(
+                        "a room code, link or host key is at most {MAX_ROOM_TEXT_BYTES} bytes"
+                    ));
+                }
+                Ok(())
+            }
+            Self::LeaveRoom { room } if room.len() > MAX_ROOM_TEXT_BYTES => Err(format!(
+                "a room code is at most {MAX_ROOM_TEXT_BYTES} bytes"
+            )),
+            Self::RoomSend { room, .. } if room.len() > MAX_ROOM_TEXT_BYTES => Err(format!(
+                "a room code is at most {MAX_ROOM_TEXT_BYTES} bytes"
             )),
             _ => Ok(()),
         }
@@ -362,7 +594,7 @@ pub struct ServerStatus {
     pub uptime_ms: u64,
 }
 
-/// Error codes of `error` messages (docs/protocol.md §9).
+/// Error codes of `error` messages (docs/protocol.md §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -393,12 +625,17 @@ pub enum ErrorCode {
     /// The server holds its limit of nodes; `hello` is refused and the connection closed
     /// with 1013 (try again later). `status` is still answered.
     ServerFull,
+    /// No room has this code or link (or this node is not in it).
+    UnknownRoom,
+    /// Only the room's host may send this (a playback change, a wait, a clock answer), or
+    /// the host key is wrong.
+    NotHost,
     /// A code this version does not know (from a newer server); `reason` says what happened.
     #[serde(other)]
     Unknown,
 }
 
-/// Messages the signaling server sends to a node (docs/protocol.md §3-§9).
+/// Messages the signaling server sends to a node (docs/protocol.md §3-§10).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerToClient {
@@ -476,6 +713,40 @@ pub enum ServerToClient {
         #[serde(flatten)]
         status: ServerStatus,
     },
+    /// Answer to `create_room` and `join_room`: the room joined.
+    RoomJoined {
+        /// Echo of the request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<u64>,
+        /// The room.
+        room: RoomInfo,
+    },
+    /// The room's members changed (someone joined, left, or the host changed).
+    RoomMembers {
+        /// The room's code.
+        room: String,
+        /// The host; absent while the host is reconnecting.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<NodeId>,
+        /// Every member, the host included.
+        members: Vec<NodeId>,
+    },
+    /// A member said something to the room.
+    RoomMessage {
+        /// The room's code.
+        room: String,
+        /// The sender, stamped by the server.
+        from: NodeId,
+        /// What.
+        body: RoomBody,
+    },
+    /// The room ended.
+    RoomClosed {
+        /// The room's code.
+        room: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// Something the client sent was refused.
     Error {
         /// Machine-readable code.
@@ -497,8 +768,14 @@ impl ServerToClient {
             | Self::SearchResult { request_id, .. }
             | Self::LookupResult { request_id, .. }
             | Self::Status { request_id, .. }
+            | Self::RoomJoined { request_id, .. }
             | Self::Error { request_id, .. } => *request_id,
-            Self::Welcome { .. } | Self::IndexChanged { .. } | Self::Signal { .. } => None,
+            Self::Welcome { .. }
+            | Self::IndexChanged { .. }
+            | Self::Signal { .. }
+            | Self::RoomMembers { .. }
+            | Self::RoomMessage { .. }
+            | Self::RoomClosed { .. } => None,
         }
     }
 }
@@ -558,6 +835,13 @@ pub fn decode_client_message(text: &str) -> Result<ClientToServer, DecodeError> 
         code: ErrorCode::InvalidMessage,
         reason: format!("bad {kind} message: {e}"),
     })?;
+    // A room message's numbers are its shape, not a limit.
+    if let ClientToServer::RoomSend { body, .. } = &message {
+        body.validate().map_err(|reason| DecodeError {
+            code: ErrorCode::InvalidMessage,
+            reason: format!("bad room_send message: {reason}"),
+        })?;
+    }
     message.validate().map_err(|reason| DecodeError {
         code: ErrorCode::LimitExceeded,
         reason,
