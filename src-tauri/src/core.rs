@@ -999,6 +999,8 @@ impl AppCore {
                 );
             }
             NodeEvent::IndexChanged => self.emit(&mut view, UiEvent::IndexChanged),
+            // The app opens no rooms yet (issue 11: the room view comes next).
+            NodeEvent::Room(event) => tracing::debug!(?event, "room event"),
             NodeEvent::UploadProgress(p) => {
                 if let Some(share) = view.shares.get_mut(&p.info_hash) {
                     share.upload = Upload {

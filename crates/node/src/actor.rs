@@ -17,7 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::announce::{AnnouncePacer, Change};
-use crate::events::{ConnectionState, DownloadProgress, NodeEvent, SharedFile, TransferId};
+use crate::events::{
+    ConnectionState, DownloadProgress, NodeEvent, RoomEvent, SharedFile, TransferId,
+};
 use crate::limit::{Limits, RateLimit};
 use crate::media::MediaServer;
 use crate::policy::{GiveUp, HolderPolicy};
@@ -162,12 +164,15 @@ struct Actor {
     pacer: AnnouncePacer,
     /// The node's bandwidth caps, shared by every swarm task.
     limits: Limits,
+    /// The start of the node's room clock ([`crate::NodeHandle::clock_ms`]).
+    epoch: std::time::Instant,
 }
 
 pub(crate) async fn run(
     config: NodeConfig,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NodeEvent>,
+    epoch: std::time::Instant,
 ) {
     let (to_server, server_rx) = mpsc::channel(256);
     let (from_server_tx, mut from_server) = mpsc::channel(256);
@@ -205,6 +210,7 @@ pub(crate) async fn run(
             upload: RateLimit::new(config_upload),
             download: RateLimit::new(config_download),
         },
+        epoch,
     };
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -322,6 +328,21 @@ impl Actor {
                 let _ = reply.send(files);
             }
             Command::Request { message, reply } => self.request(message, Pending::Reply(reply)),
+            Command::Post { message, reply } => {
+                let result = if self.node_id.is_none() {
+                    Err(NodeError::NotConnected {
+                        url: self.config.server_url.clone(),
+                    })
+                } else {
+                    // Never wait on the signaling task: it may itself be waiting for us.
+                    self.to_server
+                        .try_send(message)
+                        .map_err(|_| NodeError::NotConnected {
+                            url: self.config.server_url.clone(),
+                        })
+                };
+                let _ = reply.send(result);
+            }
             Command::Download {
                 info_hash,
                 out_dir,
@@ -677,8 +698,51 @@ impl Actor {
                 connection_id,
                 signal,
             } => self.on_signal(from, connection_id, signal),
+            ServerToClient::RoomMembers {
+                room,
+                host,
+                members,
+            } => {
+                self.emit(NodeEvent::Room(RoomEvent::Members {
+                    room,
+                    host,
+                    members,
+                }))
+                .await;
+            }
+            ServerToClient::RoomMessage { room, from, body } => {
+                // A clock ping to this node: answered at once, on the node's clock, so the
+                // answer's times do not include an application's reaction time.
+                if let shoal_protocol::RoomBody::ClockPing { id, t0 } = body {
+                    let now = self.epoch.elapsed().as_secs_f64() * 1000.0;
+                    let pong = ClientToServer::RoomSend {
+                        room,
+                        to: Some(from),
+                        body: shoal_protocol::RoomBody::ClockPong {
+                            id,
+                            t0,
+                            t1: now,
+                            t2: now,
+                        },
+                    };
+                    let _ = self.to_server.try_send(pong);
+                    return;
+                }
+                self.emit(NodeEvent::Room(RoomEvent::Message { room, from, body }))
+                    .await;
+            }
+            ServerToClient::RoomClosed { room, reason } => {
+                self.emit(NodeEvent::Room(RoomEvent::Closed { room, reason }))
+                    .await;
+            }
             ServerToClient::Error { code, reason, .. } => {
                 debug!(?code, %reason, "server error");
+                let room_refusal = matches!(code, ErrorCode::NotHost | ErrorCode::UnknownRoom)
+                    || (code == ErrorCode::InvalidMessage && reason.starts_with("bad room_send"));
+                if room_refusal {
+                    self.emit(NodeEvent::Room(RoomEvent::Refused { reason }))
+                        .await;
+                }
             }
             other => debug!(?other, "unexpected server message"),
         }

@@ -59,6 +59,42 @@ pub struct SharedFile {
     pub category: Category,
 }
 
+/// What happens in a room (docs/protocol.md §8).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomEvent {
+    /// The member list changed.
+    Members {
+        /// The room's code.
+        room: String,
+        /// The host; `None` while the host is reconnecting.
+        host: Option<NodeId>,
+        /// Every member, the host included.
+        members: Vec<NodeId>,
+    },
+    /// A member said something. Clock pings to a room this node hosts are answered by the
+    /// node itself and not reported.
+    Message {
+        /// The room's code.
+        room: String,
+        /// The sender, as the server stamped it.
+        from: NodeId,
+        /// What.
+        body: shoal_protocol::RoomBody,
+    },
+    /// The room ended.
+    Closed {
+        /// The room's code.
+        room: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The server refused a room message (`not_host`, `unknown_room`, a bad number).
+    Refused {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
 /// Progress of one download.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DownloadProgress {
@@ -248,6 +284,8 @@ pub enum NodeEvent {
         /// Figures.
         summary: TransferSummary,
     },
+    /// Something happened in a room this node is in (issue 11).
+    Room(RoomEvent),
     /// A download failed or was cancelled; its `.part` file stays for a resume.
     Failed {
         /// The download.

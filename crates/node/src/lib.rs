@@ -30,10 +30,12 @@ use std::time::Duration;
 
 pub use error::NodeError;
 pub use events::{
-    ConnectionState, DownloadProgress, FailureCause, NodeEvent, PieceMap, SharedFile, TransferId,
-    TransferSummary, UploadProgress,
+    ConnectionState, DownloadProgress, FailureCause, NodeEvent, PieceMap, RoomEvent, SharedFile,
+    TransferId, TransferSummary, UploadProgress,
 };
-pub use shoal_protocol::{Category, IceServer, IndexedFile, InfoHash, NodeId, text};
+pub use shoal_protocol::{
+    Category, IceServer, IndexedFile, InfoHash, MemberPlayback, NodeId, RoomBody, RoomInfo, text,
+};
 pub use shoal_rtc::log::init_stderr as init_logging;
 pub use shoal_rtc::{CandidateType, RtcConfig, check_ice_server};
 use tokio::sync::{mpsc, oneshot};
@@ -113,11 +115,13 @@ impl Node {
         let (events_tx, events_rx) = mpsc::channel(1024);
         let (commands_tx, commands_rx) = mpsc::channel(64);
         let request_timeout = config.request_timeout;
-        tokio::spawn(actor::run(config, commands_rx, events_tx));
+        let epoch = std::time::Instant::now();
+        tokio::spawn(actor::run(config, commands_rx, events_tx, epoch));
         (
             NodeHandle {
                 commands: commands_tx,
                 request_timeout,
+                epoch,
             },
             events_rx,
         )
@@ -143,6 +147,11 @@ pub(crate) enum Command {
     Request {
         message: shoal_protocol::ClientToServer,
         reply: oneshot::Sender<Result<shoal_protocol::ServerToClient, NodeError>>,
+    },
+    /// Sends a message that has no answer.
+    Post {
+        message: shoal_protocol::ClientToServer,
+        reply: oneshot::Sender<Result<(), NodeError>>,
     },
     Download {
         info_hash: InfoHash,
@@ -195,6 +204,8 @@ pub struct TransferLimits {
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     request_timeout: std::time::Duration,
+    /// The start of [`NodeHandle::clock_ms`].
+    epoch: std::time::Instant,
 }
 
 impl NodeHandle {
@@ -401,6 +412,84 @@ impl NodeHandle {
     /// [`NodeError::Stopped`].
     pub async fn set_limits(&self, limits: TransferLimits) -> Result<(), NodeError> {
         self.ask(|reply| Command::SetLimits { limits, reply }).await
+    }
+
+    /// This node's clock for rooms, in ms since the node started (monotonic): the clock a
+    /// hosted room's playback times (`at_ms`) and clock answers are on.
+    pub fn clock_ms(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// Opens a room watching `info_hash` with this node as its host (docs/protocol.md §8).
+    /// The node answers its members' clock pings itself, on [`NodeHandle::clock_ms`].
+    ///
+    /// # Errors
+    /// Not connected, refused (too many rooms), or no answer in time.
+    pub async fn create_room(&self, info_hash: InfoHash) -> Result<RoomInfo, NodeError> {
+        match self
+            .request(shoal_protocol::ClientToServer::CreateRoom {
+                info_hash,
+                request_id: None,
+            })
+            .await?
+        {
+            shoal_protocol::ServerToClient::RoomJoined { room, .. } => Ok(room),
+            other => Err(NodeError::unexpected(&other)),
+        }
+    }
+
+    /// Joins a room by its code or link; with its `host_key`, as its host again (after a
+    /// reconnect).
+    ///
+    /// # Errors
+    /// [`NodeError::Server`] with `unknown_room` (no such room), `not_host` (wrong key),
+    /// `rate_limited` (too many tries); not connected; no answer in time.
+    pub async fn join_room(
+        &self,
+        room: &str,
+        host_key: Option<String>,
+    ) -> Result<RoomInfo, NodeError> {
+        match self
+            .request(shoal_protocol::ClientToServer::JoinRoom {
+                room: room.to_owned(),
+                host_key,
+                request_id: None,
+            })
+            .await?
+        {
+            shoal_protocol::ServerToClient::RoomJoined { room, .. } => Ok(room),
+            other => Err(NodeError::unexpected(&other)),
+        }
+    }
+
+    /// Leaves a room (as its host: ends it).
+    ///
+    /// # Errors
+    /// Not connected.
+    pub async fn leave_room(&self, room: &str) -> Result<(), NodeError> {
+        let message = shoal_protocol::ClientToServer::LeaveRoom {
+            room: room.to_owned(),
+        };
+        self.ask(|reply| Command::Post { message, reply }).await?
+    }
+
+    /// Says `body` to the room: to every other member, or to `to`. A refusal comes later as
+    /// [`RoomEvent::Refused`].
+    ///
+    /// # Errors
+    /// Not connected.
+    pub async fn room_send(
+        &self,
+        room: &str,
+        to: Option<NodeId>,
+        body: RoomBody,
+    ) -> Result<(), NodeError> {
+        let message = shoal_protocol::ClientToServer::RoomSend {
+            room: room.to_owned(),
+            to,
+            body,
+        };
+        self.ask(|reply| Command::Post { message, reply }).await?
     }
 
     /// Stops the node: saves download state, closes peer connections and the signaling

@@ -350,3 +350,112 @@ async fn a_failed_download_says_its_cause() {
     viewer.shutdown().await;
     server.shutdown().await;
 }
+
+/// Rooms through the node (issue 11): a host opens a room, a member joins by its code; the
+/// host's node answers the member's clock pings itself, so the member's estimate of the host's
+/// clock (shoal-sync's `ClockSync`) matches the real difference of the two node clocks; the
+/// host's playback reaches the member; a member's playback is refused and said as an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_follows_the_hosts_clock_and_playback_through_a_room() {
+    use shoal_node::{InfoHash, RoomBody, RoomEvent};
+    let server = signal_server().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (host, mut host_events) = node(&server.url(), dir.path()).await;
+    let (member, mut member_events) = node(&server.url(), dir.path()).await;
+
+    let room = host
+        .create_room(InfoHash::from_bytes([7; 32]))
+        .await
+        .expect("room created");
+    let joined = member.join_room(&room.code, None).await.expect("joined");
+    assert_eq!(joined.members.len(), 2);
+    assert!(matches!(
+        next(&mut host_events, |e| matches!(e, NodeEvent::Room(RoomEvent::Members { .. }))).await,
+        NodeEvent::Room(RoomEvent::Members { members, .. }) if members.len() == 2
+    ));
+    let host_id = joined.host.expect("a host");
+
+    // Eight clock exchanges through the server, answered by the host's node.
+    // Back to back (no pause between exchanges while the window fills).
+    let config = shoal_sync::ClockConfig {
+        warmup_interval_ms: 0.0,
+        ..shoal_sync::ClockConfig::default()
+    };
+    let mut clock = shoal_sync::ClockSync::new(config, member.clock_ms());
+    while !clock.is_settled() {
+        let ping = clock
+            .poll_ping(member.clock_ms())
+            .expect("due at once while the window fills");
+        member
+            .room_send(
+                &room.code,
+                Some(host_id),
+                RoomBody::ClockPing {
+                    id: ping.id,
+                    t0: ping.t0,
+                },
+            )
+            .await
+            .expect("sent");
+        let NodeEvent::Room(RoomEvent::Message {
+            body: RoomBody::ClockPong { id, t0, t1, t2 },
+            ..
+        }) = next(&mut member_events, |e| {
+            matches!(e, NodeEvent::Room(RoomEvent::Message { .. }))
+        })
+        .await
+        else {
+            unreachable!()
+        };
+        assert!(clock.on_pong(&shoal_sync::Pong { id, t0, t1, t2 }, member.clock_ms()));
+    }
+    // Both clocks are read in this process: the truth is at hand.
+    let truth = host.clock_ms() - member.clock_ms();
+    let estimate = clock.offset_ms().expect("settled");
+    println!(
+        "clock offset through the room: estimated {estimate:.2} ms, true {truth:.2} ms, round trip {:.2} ms",
+        clock.rtt_ms().expect("settled")
+    );
+    assert!((estimate - truth).abs() < 5.0, "{estimate} vs {truth}");
+
+    // The host's playback reaches the member; the member's own is refused.
+    let playback = RoomBody::Playback {
+        playing: true,
+        position_ms: 0.0,
+        rate: 1.0,
+        at_ms: host.clock_ms() + 300.0,
+    };
+    host.room_send(&room.code, None, playback.clone())
+        .await
+        .expect("sent");
+    let got = next(&mut member_events, |e| {
+        matches!(e, NodeEvent::Room(RoomEvent::Message { .. }))
+    })
+    .await;
+    assert_eq!(
+        got,
+        NodeEvent::Room(RoomEvent::Message {
+            room: room.code.clone(),
+            from: host_id,
+            body: playback.clone(),
+        })
+    );
+    member
+        .room_send(&room.code, None, playback)
+        .await
+        .expect("sent");
+    assert!(matches!(
+        next(&mut member_events, |e| matches!(e, NodeEvent::Room(RoomEvent::Refused { .. }))).await,
+        NodeEvent::Room(RoomEvent::Refused { reason }) if reason.contains("host")
+    ));
+    // The host ends the room.
+    host.leave_room(&room.code).await.expect("left");
+    assert!(matches!(
+        next(&mut member_events, |e| matches!(
+            e,
+            NodeEvent::Room(RoomEvent::Closed { .. })
+        ))
+        .await,
+        NodeEvent::Room(RoomEvent::Closed { .. })
+    ));
+}
