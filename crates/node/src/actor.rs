@@ -38,6 +38,12 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(3);
 
 /// Messages from tasks the actor started.
 pub(crate) enum Internal {
+    /// A download's file is complete at `path` (told before its `Completed` event, so that
+    /// a front end that reacts to the event can play the file at once).
+    Finished {
+        info_hash: InfoHash,
+        path: PathBuf,
+    },
     Hashed {
         path: PathBuf,
         /// The manifest, the open source and the MIME type.
@@ -218,6 +224,10 @@ pub(crate) async fn run(
         // Only while connected: offline, nothing may be sent (and `Connected` announces all).
         let announce_at = actor.node_id.and(actor.pacer.next_send());
         tokio::select! {
+            // Tasks' reports first: one sent before an event a front end reacts to (a
+            // finished file) is known before the front end's command about it.
+            biased;
+            Some(message) = internal.recv() => actor.on_internal(message).await,
             command = commands.recv() => match command {
                 Some(Command::Shutdown { reply }) => {
                     actor.shutdown().await;
@@ -232,7 +242,6 @@ pub(crate) async fn run(
                 }
             },
             Some(event) = from_server.recv() => actor.on_signaling(event).await,
-            Some(message) = internal.recv() => actor.on_internal(message).await,
             _ = refresh.tick() => actor.refresh_downloads(),
             () = sleep_until(announce_at), if announce_at.is_some() => actor.send_announcements(),
         }
@@ -1060,6 +1069,9 @@ impl Actor {
                         self.announce(vec![info_hash]);
                     }
                 }
+            }
+            Internal::Finished { info_hash, path } => {
+                self.completed.insert(info_hash, path);
             }
             Internal::Seeding {
                 transfer,

@@ -902,6 +902,10 @@ impl Driver {
         };
         let transfer = d.transfer;
         let info_hash = self.spec.info_hash;
+        let _ = self.spec.internal.send(Internal::Finished {
+            info_hash,
+            path: path.clone(),
+        });
         let event = d.completed(info_hash, path.clone(), self.started);
         let _ = self.spec.events.send(event).await;
         let Some(manifest) = self.swarm.manifest().cloned() else {

@@ -407,7 +407,11 @@ async fn a_member_follows_the_hosts_clock_and_playback_through_a_room() {
         else {
             unreachable!()
         };
-        assert!(clock.on_pong(&shoal_sync::Pong { id, t0, t1, t2 }, member.clock_ms()));
+        let now = member.clock_ms();
+        assert!(
+            clock.on_pong(&shoal_sync::Pong { id, t0, t1, t2 }, now),
+            "pong {id} {t0} {t1} {t2} at {now} for ping {ping:?}"
+        );
     }
     // Both clocks are read in this process: the truth is at hand.
     let truth = host.clock_ms() - member.clock_ms();
