@@ -228,11 +228,7 @@ pub async fn piece_map(core: Core<'_>, transfer: u64) -> Result<PieceMap, UiErro
 /// else the stream URL of its download (a player that reads URLs plays it while it
 /// downloads). For files the built-in player cannot decode (issue 10, item 4).
 #[tauri::command]
-pub async fn open_in_player(
-    app: AppHandle,
-    core: Core<'_>,
-    info_hash: String,
-) -> Result<(), UiError> {
+pub async fn open_in_player(core: Core<'_>, info_hash: String) -> Result<(), UiError> {
     let watch = core.inner().watch(self::info_hash(&info_hash)?).await?;
     // The name, hence the type, comes from the sharer: only a player for audio or video is
     // started, never the default application of whatever type a name claims (a `.jar`
@@ -246,7 +242,6 @@ pub async fn open_in_player(
             format!("Only audio and video go to an external player; this file's name says {mime}."),
         ));
     }
-    let _ = app;
     match watch.path {
         Some(path) => launch_player(mime, &file_uri(&path)),
         None => launch_player(mime, &watch.url),

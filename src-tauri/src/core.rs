@@ -399,24 +399,20 @@ impl AppCore {
                 path: Some(path),
             });
         }
+        let nobody_shares = || {
+            UiError::new(
+                "no_holders",
+                "Nobody shares this file right now; its download starts by itself when a sharer comes back",
+            )
+        };
         let id = match existing {
             Some((id, TransferState::Running)) => id,
             Some((id, TransferState::Failed | TransferState::Cancelled)) => self.retry(id).await?,
             // Waiting for its sharer: it starts by itself when one comes back.
-            Some((_, TransferState::Waiting)) => {
-                return Err(UiError::new(
-                    "no_holders",
-                    "Nobody shares this file right now; its download starts by itself when a sharer comes back",
-                ));
-            }
+            Some((_, TransferState::Waiting)) => return Err(nobody_shares()),
             _ => self.download(info_hash).await?,
         };
-        let Some(transfer) = self.node_transfer(id) else {
-            return Err(UiError::new(
-                "no_holders",
-                "Nobody shares this file right now; its download starts by itself when a sharer comes back",
-            ));
-        };
+        let transfer = self.node_transfer(id).ok_or_else(nobody_shares)?;
         let url = self.node().stream_url(transfer).await?;
         Ok(Watch {
             url,
@@ -454,11 +450,11 @@ impl AppCore {
             Some(t) if t.state == TransferState::Completed => {
                 Ok(shoal_node::PieceMap::complete(t.len_bytes).into())
             }
-            Some(t) => Ok(PieceMap {
+            Some(t) => Ok(shoal_node::PieceMap {
                 len_bytes: t.len_bytes,
-                have: Vec::new(),
-                in_flight: Vec::new(),
-            }),
+                ..shoal_node::PieceMap::default()
+            }
+            .into()),
             None => Err(UiError::new("unknown_transfer", "No such download")),
         }
     }

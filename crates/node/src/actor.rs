@@ -723,7 +723,7 @@ impl Actor {
                 // A clock ping to this node: answered at once, on the node's clock, so the
                 // answer's times do not include an application's reaction time.
                 if let shoal_protocol::RoomBody::ClockPing { id, t0 } = body {
-                    let now = self.epoch.elapsed().as_secs_f64() * 1000.0;
+                    let now = crate::clock_ms(self.epoch);
                     let pong = ClientToServer::RoomSend {
                         room,
                         to: Some(from),

@@ -128,6 +128,11 @@ impl Node {
     }
 }
 
+/// Milliseconds since `epoch`: a node's room clock ([`NodeHandle::clock_ms`]).
+pub(crate) fn clock_ms(epoch: std::time::Instant) -> f64 {
+    epoch.elapsed().as_secs_f64() * 1000.0
+}
+
 /// Commands from a [`NodeHandle`] to the actor.
 pub(crate) enum Command {
     Share {
@@ -417,7 +422,7 @@ impl NodeHandle {
     /// This node's clock for rooms, in ms since the node started (monotonic): the clock a
     /// hosted room's playback times (`at_ms`) and clock answers are on.
     pub fn clock_ms(&self) -> f64 {
-        self.epoch.elapsed().as_secs_f64() * 1000.0
+        clock_ms(self.epoch)
     }
 
     /// Opens a room watching `info_hash` with this node as its host (docs/protocol.md §8).

@@ -354,6 +354,18 @@ impl Swarm {
         if self.manifest.is_none() || self.completed {
             return;
         }
+        // What this link's node was asked for on any of its links: a duplicate request
+        // (endgame, overdue) to a node already asked would come over the same uplink and
+        // only double what that node sends. Kept up to date below as requests go out.
+        let Some(node) = self.links.get(&link).map(|l| l.node) else {
+            return;
+        };
+        let mut on_node: VecDeque<u32> = self
+            .links
+            .values()
+            .filter(|other| other.node == node)
+            .flat_map(|other| other.requested.iter().copied())
+            .collect();
         loop {
             let Some(l) = self.links.get(&link) else {
                 return;
@@ -365,14 +377,6 @@ impl Swarm {
             let Some(have) = &l.remote_have else {
                 return;
             };
-            // A duplicate request (endgame, overdue) to a node already asked would come over
-            // the same uplink: it only doubles what that node sends.
-            let on_node: VecDeque<u32> = self
-                .links
-                .values()
-                .filter(|other| other.node == l.node)
-                .flat_map(|other| other.requested.iter().copied())
-                .collect();
             let piece = self.picker.next(
                 have,
                 &l.requested,
@@ -390,6 +394,7 @@ impl Swarm {
                 }
                 l.requested.push_back(piece);
             }
+            on_node.push_back(piece);
             self.picker.requested(piece);
             self.note_request(link, piece);
             self.send(link, WireMessage::Request(piece));

@@ -8,11 +8,12 @@
 //!   pieces times its measured piece time); that link's queued requests for anything else
 //!   (read-ahead included) after the one under way are cancelled so the critical piece is
 //!   next, and so are those of the other links to the same node, which share its uplink
-//!   (two peer connections per holder); they are asked again behind it. A peer serves requests in order, so without this a
-//!   second reader (a player's request for an MP4's `moov` at the end) waited behind the
-//!   first reader's whole pipeline. If it has not arrived after
-//!   1.5 times the link's expected time (plus 100 ms), it is overdue and asked of a second
-//!   link too.
+//!   (two peer connections per holder); they are asked again behind it. A peer serves
+//!   requests in order, so without this a second reader (a player's request for an MP4's
+//!   `moov` at the end) waited behind the first reader's whole pipeline. If it has not
+//!   arrived after 1.5 times the link's expected time (plus 100 ms), it is overdue and asked
+//!   of a second link too (another link to the same node included: the first may be
+//!   stalled).
 //! - *read-ahead*: the pieces after the critical ones up to `ahead_bytes` past the offset
 //!   (the node sizes it as about 30 s of media), nearest first, round robin over playheads;
 //! - *index*: the first and last 1 % of the file (at least one piece each): an MP4's `moov`
