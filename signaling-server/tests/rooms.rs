@@ -168,32 +168,27 @@ async fn only_the_host_drives_playback_and_everyone_hears_of_joins_and_leaves() 
 async fn guessing_room_codes_is_rate_limited_per_connection_and_per_address() {
     let server = ServerProcess::start(&[]);
     let mut guesser = Client::joined(&server.url).await;
-    let mut refused = Vec::new();
-    for i in 0..6u64 {
-        guesser
-            .send_json(
-                serde_json::json!({"type": "join_room", "room": format!("ZZZZ-ZZZ{i}"),
-                                          "request_id": i}),
-            )
-            .await;
-        refused.push(error_code(&guesser.recv().await));
-    }
+    let refused = six_guesses(&mut guesser, "ZZZZ-ZZZ").await;
     assert_eq!(refused[..5], [Some(ErrorCode::UnknownRoom); 5]);
     assert_eq!(refused[5], Some(ErrorCode::RateLimited));
     // A new connection from the same address has the rest of the address's budget (10).
     let mut again = Client::joined(&server.url).await;
-    let mut refused = Vec::new();
-    for i in 0..6u64 {
-        again
-            .send_json(
-                serde_json::json!({"type": "join_room", "room": format!("YYYY-YYY{i}"),
-                                          "request_id": i}),
-            )
-            .await;
-        refused.push(error_code(&again.recv().await));
-    }
+    let refused = six_guesses(&mut again, "YYYY-YYY").await;
     assert_eq!(refused[..5], [Some(ErrorCode::UnknownRoom); 5]);
     assert_eq!(refused[5], Some(ErrorCode::RateLimited));
+}
+
+/// Six joins of made-up codes `<prefix>0` to `<prefix>5`: the error code of each answer.
+async fn six_guesses(client: &mut Client, prefix: &str) -> Vec<Option<ErrorCode>> {
+    let mut refused = Vec::new();
+    for i in 0..6u64 {
+        let room = format!("{prefix}{i}");
+        client
+            .send_json(serde_json::json!({"type": "join_room", "room": room, "request_id": i}))
+            .await;
+        refused.push(error_code(&client.recv().await));
+    }
+    refused
 }
 
 #[tokio::test]

@@ -350,6 +350,19 @@ impl App {
             .await
     }
 
+    /// Waits for `css` and clicks it.
+    async fn click(&self, css: &str) {
+        self.wait_css(css).await.click().await.unwrap();
+    }
+
+    /// Closes the in-app viewer as its close button does.
+    async fn close_viewer(&self) {
+        self.client
+            .execute("document.getElementById('viewer-close').click();", vec![])
+            .await
+            .unwrap();
+    }
+
     async fn wait_css(&self, css: &str) -> fantoccini::elements::Element {
         match self
             .client
@@ -1535,10 +1548,7 @@ async fn watch_plays_a_download_while_it_arrives() {
     app.wait_css("#viewer-stream-state[data-state='playing']")
         .await;
     app.screenshot("watch-2-after-seek").await;
-    app.client
-        .execute("document.getElementById('viewer-close').click();", vec![])
-        .await
-        .unwrap();
+    app.close_viewer().await;
     app.wait_css(&format!(
         ".transfer[data-info-hash='{}'][data-state='completed']",
         hashes[0]
@@ -1547,19 +1557,13 @@ async fn watch_plays_a_download_while_it_arrives() {
     assert_eq!(sha256_file(&finished), sha256_file(&mp4));
 
     // 3. The WebM: Download on its row, then Watch on its transfer card.
-    app.wait_css(&format!("{} button.download", row(&hashes[1])))
-        .await
-        .click()
-        .await
-        .unwrap();
-    app.wait_css(&format!(
+    app.click(&format!("{} button.download", row(&hashes[1])))
+        .await;
+    app.click(&format!(
         ".transfer[data-info-hash='{}'][data-state='running'] button.watch",
         hashes[1]
     ))
-    .await
-    .click()
-    .await
-    .unwrap();
+    .await;
     app.wait_css("#viewer-pieces").await;
     let t = wait_playing_past(&app, 0.0).await;
     let finished = downloads.join("vp8-12s.webm");
@@ -1569,23 +1573,13 @@ async fn watch_plays_a_download_while_it_arrives() {
     );
     println!("WebM playing at {t:.2} s before its download completed");
     app.screenshot("watch-3-webm").await;
-    app.client
-        .execute("document.getElementById('viewer-close').click();", vec![])
-        .await
-        .unwrap();
+    app.close_viewer().await;
 
     // 4. "Open in external player" under the player of an HEVC file that just started
     // downloading: the system's player for Matroska gets a URL that serves its bytes.
-    app.wait_css(&format!("{} button.watch", row(&hashes[2])))
-        .await
-        .click()
-        .await
-        .unwrap();
-    app.wait_css("#viewer-stream button.open-player")
-        .await
-        .click()
-        .await
-        .unwrap();
+    app.click(&format!("{} button.watch", row(&hashes[2])))
+        .await;
+    app.click("#viewer-stream button.open-player").await;
     let started = Instant::now();
     let url = loop {
         if let Some(line) = std::fs::read_to_string(&opened)
@@ -1618,19 +1612,13 @@ async fn watch_plays_a_download_while_it_arrives() {
         assert!(std::fs::read(path).unwrap() == original, "other bytes");
     }
     app.screenshot("watch-4-external-player").await;
-    app.client
-        .execute("document.getElementById('viewer-close').click();", vec![])
-        .await
-        .unwrap();
+    app.close_viewer().await;
 
     // 5. A video the built-in player freezes on (an MPEG-1 program stream): while it
     // downloads the player is buffering, not failing; then a message says so and offers the
     // external player.
-    app.wait_css(&format!("{} button.watch", row(&hashes[3])))
-        .await
-        .click()
-        .await
-        .unwrap();
+    app.click(&format!("{} button.watch", row(&hashes[3])))
+        .await;
     app.wait_css("#viewer-pieces").await;
     let started = Instant::now();
     loop {

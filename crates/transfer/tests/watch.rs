@@ -251,6 +251,27 @@ fn a_seek_to_80_percent_plays_again_within_a_second() {
     );
 }
 
+/// A path of `bandwidth` bytes per second (the rest as by default).
+fn path(bandwidth: u64) -> PathSpec {
+    PathSpec {
+        bandwidth,
+        ..PathSpec::default()
+    }
+}
+
+/// Once `viewer` knows the manifest, a player of 1 MiB/s seeks to 8 MiB: how long until it
+/// plays (at most `limit`).
+fn time_to_play_after_seek(sim: &mut Sim, viewer: usize, len: u64, limit: Duration) -> Duration {
+    assert!(sim.run_until(Duration::from_secs(10), |s| {
+        s.nodes[viewer].swarm.manifest().is_some()
+    }));
+    let mut player = Player::new(viewer, len, 1 << 20);
+    let asked = sim.elapsed();
+    player.seek(sim, 8 * MIB as u64);
+    run_player(sim, &mut player, limit, |p| p.started_at.is_some());
+    player.started_at.expect("playing") - asked
+}
+
 #[test]
 fn a_slow_holder_never_holds_a_critical_piece_past_its_deadline() {
     let (data, manifest) = content(16 * MIB, 22);
@@ -260,33 +281,11 @@ fn a_slow_holder_never_holds_a_critical_piece_past_its_deadline() {
     let viewer = sim.add_downloader(&manifest);
     // 64 KiB/s: four seconds per piece. Connected first, so it is the first link tried
     // while no rate is measured.
-    sim.connect(
-        slow,
-        viewer,
-        PathSpec {
-            bandwidth: 64 << 10,
-            ..PathSpec::default()
-        },
-    );
-    sim.connect(
-        fast,
-        viewer,
-        PathSpec {
-            bandwidth: 8 << 20,
-            ..PathSpec::default()
-        },
-    );
-    // Wait for the manifest, then read from the middle.
-    assert!(sim.run_until(Duration::from_secs(10), |s| {
-        s.nodes[viewer].swarm.manifest().is_some()
-    }));
-    let mut player = Player::new(viewer, data.len() as u64, 1 << 20);
-    let asked = sim.elapsed();
-    player.seek(&mut sim, 8 * MIB as u64);
-    run_player(&mut sim, &mut player, Duration::from_secs(20), |p| {
-        p.started_at.is_some()
-    });
-    let waited = player.started_at.expect("playing") - asked;
+    sim.connect(slow, viewer, path(64 << 10));
+    sim.connect(fast, viewer, path(8 << 20));
+    // Read from the middle.
+    let waited =
+        time_to_play_after_seek(&mut sim, viewer, data.len() as u64, Duration::from_secs(20));
     println!(
         "critical piece with a 64 KiB/s holder tried first: playing after {:.2} s",
         waited.as_secs_f64()
@@ -307,32 +306,10 @@ fn a_trickling_link_to_a_holder_does_not_hold_a_critical_piece_its_other_link_ca
     let mut sim = Sim::new(24);
     let holder = sim.add_seeder(&data, &manifest);
     let viewer = sim.add_downloader(&manifest);
-    sim.connect(
-        holder,
-        viewer,
-        PathSpec {
-            bandwidth: 16 << 10,
-            ..PathSpec::default()
-        },
-    );
-    sim.connect(
-        holder,
-        viewer,
-        PathSpec {
-            bandwidth: 8 << 20,
-            ..PathSpec::default()
-        },
-    );
-    assert!(sim.run_until(Duration::from_secs(10), |s| {
-        s.nodes[viewer].swarm.manifest().is_some()
-    }));
-    let mut player = Player::new(viewer, data.len() as u64, 1 << 20);
-    let asked = sim.elapsed();
-    player.seek(&mut sim, 8 * MIB as u64);
-    run_player(&mut sim, &mut player, Duration::from_secs(30), |p| {
-        p.started_at.is_some()
-    });
-    let waited = player.started_at.expect("playing") - asked;
+    sim.connect(holder, viewer, path(16 << 10));
+    sim.connect(holder, viewer, path(8 << 20));
+    let waited =
+        time_to_play_after_seek(&mut sim, viewer, data.len() as u64, Duration::from_secs(30));
     println!(
         "critical piece on a 16 KiB/s link to a holder whose other link is fast: playing after {:.2} s",
         waited.as_secs_f64()
