@@ -692,7 +692,7 @@ impl Actor {
                 }
                 self.pacer.reset(Instant::now());
             }
-            SignalingEvent::Message(message) => self.on_server_message(message).await,
+            SignalingEvent::Message(message) => self.on_server_message(*message).await,
         }
     }
 

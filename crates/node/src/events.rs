@@ -124,7 +124,7 @@ pub struct DownloadProgress {
 /// Which bytes of a download are here, on their way or missing: what a player draws under
 /// its seek bar (issue 10, item 4). Ranges are byte ranges of the file, ascending, disjoint,
 /// with neighbours merged; bytes in neither list are missing.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PieceMap {
     /// File length in bytes (0 until the manifest is known).
     pub len_bytes: u64,
@@ -134,6 +134,9 @@ pub struct PieceMap {
     pub have: Vec<std::ops::Range<u64>>,
     /// Requested from a peer, or verified and being written.
     pub in_flight: Vec<std::ops::Range<u64>>,
+    /// The media's playing time in seconds, once its container said (MP4 `mvhd`, Matroska
+    /// `Info`; read from verified bytes after a player first asked for the stream).
+    pub duration_secs: Option<f64>,
 }
 
 impl PieceMap {
@@ -165,6 +168,7 @@ impl PieceMap {
             piece_len,
             have: runs(&mut have.into_iter()),
             in_flight: runs(&mut in_flight.into_iter()),
+            duration_secs: None,
         }
     }
 
@@ -177,6 +181,7 @@ impl PieceMap {
                 .filter(|r| !r.is_empty())
                 .collect(),
             in_flight: Vec::new(),
+            duration_secs: None,
         }
     }
 }

@@ -21,6 +21,7 @@ mod media;
 mod media_duration;
 mod media_type;
 mod policy;
+pub mod room;
 mod signaling;
 mod stream;
 mod swarm_task;
@@ -37,6 +38,25 @@ pub use shoal_protocol::{
     Category, IceServer, IndexedFile, InfoHash, MemberPlayback, NodeId, RoomBody, RoomInfo, text,
 };
 pub use shoal_rtc::log::init_stderr as init_logging;
+
+/// The playing time of the media file at `path` in seconds, from its container (MP4 `mvhd`,
+/// Matroska/WebM `Info`); `None` when the file cannot be read, is not one of those, or names
+/// no usable duration. Reads at most a few boxes' headers and 64 KiB.
+pub fn media_duration_secs(path: &std::path::Path) -> Option<f64> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let read = |offset: u64, n: usize| {
+        let end = offset.checked_add(n as u64)?.min(len);
+        let mut buf = vec![0u8; end.checked_sub(offset)? as usize];
+        file.read_exact_at(&mut buf, offset).ok()?;
+        Some(buf)
+    };
+    match media_duration::duration(len, &read) {
+        media_duration::Duration::Secs(secs) => Some(secs),
+        _ => None,
+    }
+}
 pub use shoal_rtc::{CandidateType, RtcConfig, check_ice_server};
 use tokio::sync::{mpsc, oneshot};
 

@@ -21,7 +21,7 @@ pub(crate) enum SignalingEvent {
         ice_servers: Vec<IceServer>,
     },
     /// Any later message.
-    Message(ServerToClient),
+    Message(Box<ServerToClient>),
     /// The connection ended; nothing sent since then was delivered.
     Disconnected,
 }
@@ -162,7 +162,7 @@ async fn session(
             frame = ws.next() => match frame.inspect(|_| last_frame = tokio::time::Instant::now()) {
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerToClient>(&text) {
                     Ok(message) => {
-                        if incoming.send(SignalingEvent::Message(message)).await.is_err() {
+                        if incoming.send(SignalingEvent::Message(Box::new(message))).await.is_err() {
                             return Ok(());
                         }
                     }

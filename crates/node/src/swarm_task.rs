@@ -110,6 +110,8 @@ struct Download {
     /// Bytes each reader's read-ahead covers: [`READ_AHEAD_SECS`] of media once the
     /// container said how long the file plays.
     read_ahead: u64,
+    /// The media's playing time, once its container said (seconds).
+    duration_secs: Option<f64>,
     /// Still looking for the playing time (a reader came, the container did not answer yet).
     seeking_duration: bool,
 }
@@ -280,6 +282,7 @@ pub(crate) async fn run_download(
         published: 0,
         readers: BTreeMap::new(),
         read_ahead: READ_AHEAD_BYTES,
+        duration_secs: None,
         seeking_duration: true,
     }));
     let (mut driver, io_rx) = Driver::new(spec, swarm, role);
@@ -559,12 +562,16 @@ impl Driver {
         let Some(layout) = self.swarm.manifest().map(|m| *m.layout()) else {
             return PieceMap::default();
         };
-        PieceMap::from_pieces(
+        let mut map = PieceMap::from_pieces(
             layout.len_bytes(),
             u64::from(layout.piece_len()),
             self.swarm.have().iter_set(),
             self.swarm.in_flight(),
-        )
+        );
+        if let Role::Download(d) = &self.role {
+            map.duration_secs = d.duration_secs;
+        }
+        map
     }
 
     /// Publishes newly written pieces to readers.
@@ -620,6 +627,7 @@ impl Driver {
             }
             MediaDuration::Secs(secs) => {
                 d.seeking_duration = false;
+                d.duration_secs = Some(secs);
                 d.read_ahead = read_ahead_bytes(len, secs);
                 info!(
                     secs,

@@ -20,8 +20,8 @@ pub mod text;
 pub use ids::{ConnectionId, InfoHash, NodeId, ParseIdError};
 pub use messages::{
     Category, ClientToServer, DecodeError, ErrorCode, FileAnnouncement, IceCandidateInit,
-    IceServer, IndexedFile, MemberPlayback, RoomBody, RoomInfo, ServerStatus, ServerToClient,
-    Signal, decode_client_message,
+    IceServer, IndexedFile, MAX_MEMBER_NAME_BYTES, MemberPlayback, RoomBody, RoomInfo,
+    ServerStatus, ServerToClient, Signal, decode_client_message,
 };
 
 /// The protocol version carried in `hello` and `welcome` (docs/protocol.md §1).

@@ -279,8 +279,19 @@ pub enum RoomBody {
         /// Its position minus the host's, ms, when it follows the host.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         drift_ms: Option<f64>,
+        /// Its round trip to the host, ms (the host stamps commands about twice the largest
+        /// ahead).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_ms: Option<f64>,
+        /// The name the member goes by, free text of at most [`MAX_MEMBER_NAME_BYTES`]
+        /// bytes (shown through [`crate::text::inert`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
 }
+
+/// Longest member name in `member_state`, in bytes.
+pub const MAX_MEMBER_NAME_BYTES: usize = 64;
 
 impl RoomBody {
     /// Whether only the room's host may send it.
@@ -332,11 +343,25 @@ impl RoomBody {
                 position_ms,
                 progress,
                 drift_ms,
+                rtt_ms,
+                name,
                 ..
             } => {
                 finite("position_ms", *position_ms)?;
                 if let Some(d) = drift_ms {
                     finite("drift_ms", *d)?;
+                }
+                if let Some(r) = rtt_ms {
+                    finite("rtt_ms", *r)?;
+                    if *r < 0.0 {
+                        return Err("rtt_ms must not be negative".into());
+                    }
+                }
+                if name
+                    .as_ref()
+                    .is_some_and(|n| n.len() > MAX_MEMBER_NAME_BYTES)
+                {
+                    return Err(format!("name is at most {MAX_MEMBER_NAME_BYTES} bytes"));
                 }
                 if !(0.0..=1.0).contains(progress) {
                     return Err("progress must be from 0 to 1".into());
