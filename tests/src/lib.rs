@@ -9,7 +9,7 @@
 
 pub mod peer;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -82,7 +82,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `program` with `args`, stdout piped, stderr read line by line.
+    /// Starts `program` with `args`, stdin and stdout piped, stderr read line by line.
     pub fn spawn(program: &Path, args: &[&str]) -> Self {
         Self::spawn_env(program, args, &[])
     }
@@ -94,7 +94,7 @@ impl Proc {
             .args(args)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -113,6 +113,13 @@ impl Proc {
             stderr: rx,
             seen: Vec::new(),
         }
+    }
+
+    /// Writes `line` and a newline to its stdin.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
     }
 
     /// Reads `n` lines from stdout.
@@ -304,6 +311,36 @@ pub fn ffmpeg_media(file_name: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(file_name);
     ffmpeg(args, &out);
     out
+}
+
+/// A 640x360 H.264 MP4 of 60 s at about 2 Mbit/s (15 MB), `moov` at the front, a keyframe
+/// every second: a room's film.
+pub fn mp4_360p_60s() -> PathBuf {
+    ffmpeg_media(
+        "360p-60s.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=60:size=640x360:rate=25",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "2M",
+            "-maxrate",
+            "2M",
+            "-bufsize",
+            "4M",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+        ],
+    )
 }
 
 /// An H.264 MP4 whose `moov` atom is at the end (ffmpeg without `+faststart`, as cameras and

@@ -9,7 +9,9 @@
 //! terminal.
 
 mod bench;
+mod player;
 mod progress;
+mod room;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -143,9 +145,46 @@ enum Commands {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
+    /// Rooms: watch a video together, the host's play/pause/seek followed by everyone.
+    #[command(subcommand)]
+    Room(RoomCommand),
     /// Benchmark: a signaling server, a seeder and a downloader as separate processes on
     /// loopback; prints MiB/s and peak memory next to plain TCP and sha256sum.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum RoomCommand {
+    /// Share FILE and open a room watching it, with this node as the host. Prints "room
+    /// <code>" and "link <link>" on stdout and the room's events on stderr; reads commands
+    /// from stdin: play, pause, seek <seconds|N%>, go-on, status, quit.
+    Host {
+        /// The media file.
+        file: PathBuf,
+        /// The name members see.
+        #[arg(long)]
+        name: Option<String>,
+        /// How long the room waits for a buffering member before it goes on without it
+        /// (e.g. 15s).
+        #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        wait_timeout: Duration,
+    },
+    /// Join a room by its code or link and download its media. Prints "room <code>" on
+    /// stdout and the room's events on stderr until the room ends.
+    Join {
+        /// The room's code (K7M3-XQ9P) or link (32 hex digits).
+        room: String,
+        /// Play the media with a headless player that follows the host, and print once a
+        /// second its position, the host's, and the drift between them.
+        #[arg(long)]
+        follow: bool,
+        /// Folder to download into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// The name other members see.
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 /// Log filter when RUST_LOG is unset.
@@ -278,13 +317,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seed_after: true,
             ..
         } | Commands::Watch { .. }
+            | Commands::Room(RoomCommand::Join { .. })
     );
     let (node, mut events) = Node::spawn(config);
     // What each share sent, from its upload events; said when serving stops.
     let served = Served::default();
     // Stopping ends `seed`, and `get --seed-after` once its file is complete: exit 0.
-    let seeding = std::cell::Cell::new(matches!(cli.command, Commands::Seed { .. }));
-    let downloading = matches!(cli.command, Commands::Get { .. } | Commands::Watch { .. });
+    let seeding = std::cell::Cell::new(matches!(
+        cli.command,
+        Commands::Seed { .. } | Commands::Room(RoomCommand::Host { .. })
+    ));
+    let downloading = matches!(
+        cli.command,
+        Commands::Get { .. } | Commands::Watch { .. } | Commands::Room(RoomCommand::Join { .. })
+    );
     let work = async {
         connected(&mut events, &cli.net.server).await?;
         anyhow::Ok(match cli.command {
@@ -319,6 +365,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seeding.set(true);
                 eprintln!("complete; still serving {url}");
                 serve(&mut events, &served).await?
+            }
+            Commands::Room(RoomCommand::Host {
+                file,
+                name,
+                wait_timeout,
+            }) => {
+                let options = room::HostOptions {
+                    file,
+                    name,
+                    wait_timeout,
+                };
+                room::host(&node, &mut events, options, &served).await?;
+                ExitCode::SUCCESS
+            }
+            Commands::Room(RoomCommand::Join {
+                room,
+                follow,
+                out,
+                name,
+            }) => {
+                let options = room::JoinOptions {
+                    room,
+                    out,
+                    follow,
+                    name,
+                };
+                room::join(&node, &mut events, options).await?;
+                ExitCode::SUCCESS
             }
             Commands::Bench(_) => unreachable!("handled before the runtime starts"),
         })
@@ -381,28 +455,37 @@ async fn seed(
     files: Vec<PathBuf>,
     served: &Served,
 ) -> anyhow::Result<ExitCode> {
-    let bars = progress::Bars::new();
     for path in files {
         let path = std::fs::canonicalize(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        let share = node.share(path.clone());
-        tokio::pin!(share);
-        let bar = bars.hashing(&path);
-        let shared = loop {
-            tokio::select! {
-                result = &mut share => break result,
-                Some(event) = events.recv() => {
-                    if let NodeEvent::HashingProgress { bytes_done, len_bytes, .. } = event {
-                        bar.update(bytes_done, len_bytes);
-                    }
-                }
-            }
-        };
-        bar.finish();
-        let shared = shared.with_context(|| format!("cannot share {}", path.display()))?;
+        let shared = share_one(node, events, path).await?;
         println!("{}  {}", shared.info_hash, inert(&shared.name, usize::MAX));
     }
     serve(events, served).await
+}
+
+/// Shares `path` (absolute), showing the hashing's progress.
+async fn share_one(
+    node: &NodeHandle,
+    events: &mut mpsc::Receiver<NodeEvent>,
+    path: PathBuf,
+) -> anyhow::Result<shoal_node::SharedFile> {
+    let bars = progress::Bars::new();
+    let share = node.share(path.clone());
+    tokio::pin!(share);
+    let bar = bars.hashing(&path);
+    let shared = loop {
+        tokio::select! {
+            result = &mut share => break result,
+            Some(event) = events.recv() => {
+                if let NodeEvent::HashingProgress { bytes_done, len_bytes, .. } = event {
+                    bar.update(bytes_done, len_bytes);
+                }
+            }
+        }
+    };
+    bar.finish();
+    shared.with_context(|| format!("cannot share {}", path.display()))
 }
 
 /// Bytes sent and peers served per share, from the node's upload events.

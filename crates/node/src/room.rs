@@ -135,6 +135,29 @@ impl RoomView {
         }
     }
 
+    /// This node's own state, as it reports it.
+    fn set_own(
+        &mut self,
+        me: Option<NodeId>,
+        report: &Report,
+        drift_ms: Option<f64>,
+        rtt_ms: Option<f64>,
+    ) {
+        if let Some(me) = me {
+            self.states.insert(
+                me,
+                MemberView {
+                    name: report.name.as_deref().map(cut_name),
+                    state: Some(report.state),
+                    position_ms: report.position_ms,
+                    progress: report.progress,
+                    drift_ms,
+                    rtt_ms,
+                },
+            );
+        }
+    }
+
     /// A member's name, or the start of its node id.
     pub fn name_of(&self, member: NodeId) -> String {
         self.states
@@ -211,6 +234,7 @@ fn cut_name(name: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct MemberSession {
     view: RoomView,
+    me: Option<NodeId>,
     clock: ClockSync,
     follower: Follower,
     reporter: Reporter,
@@ -221,14 +245,16 @@ pub type Outgoing = (Option<NodeId>, RoomBody);
 
 impl MemberSession {
     /// A member of the room `info` (from [`crate::NodeHandle::join_room`]) at `now_ms`; in
-    /// step at once with the host's last playback when the room has one.
-    pub fn new(info: &RoomInfo, now_ms: f64) -> Self {
+    /// step at once with the host's last playback when the room has one. `me` is this node's
+    /// id ([`crate::NodeHandle::node_id`]): its own state shows in [`MemberSession::view`].
+    pub fn new(info: &RoomInfo, me: Option<NodeId>, now_ms: f64) -> Self {
         let mut follower = Follower::new(FollowConfig::default());
         if let Some(state) = info.playback.as_ref().and_then(host_state) {
             follower.on_host(state);
         }
         Self {
             view: RoomView::new(info),
+            me,
             clock: ClockSync::new(ClockConfig::default(), now_ms),
             follower,
             reporter: Reporter::default(),
@@ -329,6 +355,7 @@ impl MemberSession {
         }
         let drift = self.drift_ms(now_ms, player);
         let rtt = self.clock.rtt_ms();
+        self.view.set_own(self.me, report, drift, rtt);
         if let Some(body) = self.reporter.due(now_ms, report, drift, rtt) {
             out.push((None, body));
         }
@@ -449,6 +476,12 @@ impl HostSession {
         self.state
     }
 
+    /// The room's playback in force at `now_ms` (the one before [`HostSession::state`] until
+    /// its `at_ms`).
+    pub fn current(&mut self, now_ms: f64) -> HostState {
+        self.follower.host_state(now_ms).unwrap_or(self.state)
+    }
+
     /// Whether the host asked for playing (the room may be held for a member).
     pub fn wants_playing(&self) -> bool {
         self.want_playing
@@ -563,6 +596,7 @@ impl HostSession {
         player: &PlayerState,
     ) -> Vec<Outgoing> {
         let drift = self.follower.drift_ms(now_ms, player);
+        self.view.set_own(self.me, report, drift, Some(0.0));
         let mut out = std::mem::take(&mut self.out);
         if let Some(body) = self.reporter.due(now_ms, report, drift, Some(0.0)) {
             out.push((None, body));
@@ -791,7 +825,7 @@ mod tests {
             rate: 1.0,
             at_ms: 10_000.0,
         });
-        let mut member = MemberSession::new(&room, 0.0);
+        let mut member = MemberSession::new(&room, Some(m), 0.0);
         let player = PlayerState {
             position_ms: 0.0,
             playing: false,

@@ -519,6 +519,93 @@ fn a_piece_not_requested_bans_the_sender() {
     )));
 }
 
+/// Each request is answered at most once: a piece cancelled and asked for again may come
+/// twice (the cancel crossed the first copy on the wire), one more copy is a lie. (A room
+/// member's download was banning its host: a cancel for a critical piece raced the piece.)
+#[test]
+fn a_piece_cancelled_and_asked_again_may_come_twice_but_not_three_times() {
+    let (data, manifest) = content(2 * MIB, 20);
+    let t0 = std::time::Instant::now();
+    let mut viewer = Swarm::with_manifest(
+        manifest.clone(),
+        Bitfield::empty(manifest.layout().piece_count()),
+        SwarmConfig::default(),
+        t0,
+    );
+    let peer = NodeId::random();
+    open_link_1(&mut viewer, peer, t0);
+    let full = Bitfield::full(manifest.layout().piece_count());
+    let bitfield = WireMessage::Bitfield(full.as_bytes()).encode();
+    viewer.handle_input(
+        Input::Message {
+            link: LinkId(1),
+            data: &bitfield,
+        },
+        t0,
+    );
+    let requested: Vec<u32> = drain(&mut viewer)
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { message, .. } => match WireMessage::decode(message) {
+                Ok(WireMessage::Request(p)) => Some(p),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(requested.len() >= 2, "{requested:?}");
+    // A playhead on the second piece requested makes it critical: the others queued behind
+    // the first are cancelled, and it is asked for again.
+    let second = requested[1];
+    viewer.handle_input(
+        Input::Playheads(&[shoal_transfer::Playhead {
+            offset: u64::from(second) * u64::from(PIECE_LEN),
+            ahead_bytes: 0,
+        }]),
+        t0,
+    );
+    drain(&mut viewer);
+    let send = |viewer: &mut Swarm, piece: u32| {
+        let start = piece as usize * PIECE_LEN as usize;
+        let message = WireMessage::Piece {
+            piece,
+            offset: 0,
+            data: &data[start..start + PIECE_LEN as usize],
+        }
+        .encode();
+        viewer.handle_input(
+            Input::Message {
+                link: LinkId(1),
+                data: &message,
+            },
+            t0,
+        );
+    };
+    // Every piece that was asked for once comes once, and the last one twice.
+    for &piece in &requested {
+        send(&mut viewer, piece);
+    }
+    let last = *requested.last().expect("requests");
+    send(&mut viewer, last);
+    let outputs = drain(&mut viewer);
+    let banned = |outputs: &[Output]| {
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::Event(SwarmEvent::PeerBanned { .. })))
+    };
+    let asked_twice = requested.iter().filter(|p| **p == last).count() > 1
+        || outputs.iter().any(|o| {
+            matches!(o, Output::Transmit { message, .. }
+            if matches!(WireMessage::decode(message), Ok(WireMessage::Request(p)) if p == last))
+        });
+    assert!(!viewer.is_banned(&peer), "{outputs:?}");
+    assert!(!banned(&outputs));
+    // A copy more than it asked for is a lie.
+    send(&mut viewer, last);
+    send(&mut viewer, last);
+    assert!(viewer.is_banned(&peer), "asked twice: {asked_twice}");
+}
+
 /// A seeder swarm with one link from `node`, handshake done.
 fn seeder_with_link(manifest: &shoal_storage::Manifest, t0: std::time::Instant) -> Swarm {
     let mut swarm = Swarm::with_manifest(

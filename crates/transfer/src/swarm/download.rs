@@ -9,7 +9,7 @@ use tracing::{debug, trace};
 
 use super::link::{Assembly, Link, ManifestFetch};
 use super::picker::PieceState;
-use super::{CloseReason, LinkId, MAX_REMEMBERED_CANCELS, Output, Swarm, SwarmEvent};
+use super::{CloseReason, LinkId, Output, Swarm, SwarmEvent};
 use crate::wire::WireMessage;
 
 impl Swarm {
@@ -145,18 +145,16 @@ impl Swarm {
                     format!("piece {piece} data starts at offset {offset}, not 0"),
                 );
             }
-            let requested = l.requested.contains(&piece);
-            if !requested {
-                // A piece we cancelled may still come (once); anything else is a lie.
-                match l.cancelled.iter().position(|p| *p == piece) {
-                    Some(pos) => {
-                        l.cancelled.remove(pos);
-                    }
-                    None => {
-                        return self.punish(link, format!("sent piece {piece} not requested"));
-                    }
+            // Every piece answers one request sent on this link (a cancelled one may still
+            // be answered); anything else is a lie.
+            match l.asked.get_mut(&piece) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    l.asked.remove(&piece);
                 }
+                None => return self.punish(link, format!("sent piece {piece} not requested")),
             }
+            let requested = l.requested.contains(&piece);
             let wanted = requested && self.picker.state(piece) == Some(PieceState::Missing);
             l.assembling = Some(Assembly {
                 piece,
@@ -246,10 +244,6 @@ impl Swarm {
         for link in holders {
             if let Some(l) = self.links.get_mut(&link) {
                 l.requested.retain(|p| *p != piece);
-                if l.cancelled.len() >= MAX_REMEMBERED_CANCELS {
-                    l.cancelled.pop_front();
-                }
-                l.cancelled.push_back(piece);
                 self.picker.unrequest(piece);
             }
             self.send(link, WireMessage::Cancel(piece));
@@ -397,7 +391,7 @@ impl Swarm {
             on_node.push_back(piece);
             self.picker.requested(piece);
             self.note_request(link, piece);
-            self.send(link, WireMessage::Request(piece));
+            self.send_request(link, piece);
         }
     }
 }

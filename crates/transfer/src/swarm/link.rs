@@ -36,9 +36,11 @@ pub(super) struct Link {
     pub(super) backoff_until: Option<Instant>,
     pub(super) upload_queue: VecDeque<u32>,
     pub(super) upload_inflight: usize,
-    /// Pieces we cancelled on this link (endgame duplicates) that may still arrive; anything
-    /// else not requested is a lie. Bounded by [`MAX_REMEMBERED_CANCELS`].
-    pub(super) cancelled: VecDeque<u32>,
+    /// Requests sent on this link per piece that no piece or reject has answered yet,
+    /// cancelled ones included (a cancel may cross the piece on the wire, and a piece may be
+    /// cancelled and asked for again): each request is answered at most once, so a piece
+    /// with no unanswered request is a lie. Bounded by the piece count.
+    pub(super) asked: std::collections::HashMap<u32, u32>,
     /// We already sent the manifest on this link; a second request is a violation.
     pub(super) manifest_sent: bool,
     /// When the last message arrived.
@@ -97,7 +99,7 @@ impl Swarm {
                 backoff_until: None,
                 upload_queue: VecDeque::new(),
                 upload_inflight: 0,
-                cancelled: VecDeque::new(),
+                asked: std::collections::HashMap::new(),
                 manifest_sent: false,
                 last_activity: self.now,
                 bytes_down: 0,
@@ -183,6 +185,14 @@ impl Swarm {
             };
             self.drop_link(other, Some(r));
         }
+    }
+
+    /// Sends a request for `piece` on `link`, counting it as unanswered.
+    pub(super) fn send_request(&mut self, link: LinkId, piece: u32) {
+        if let Some(l) = self.links.get_mut(&link) {
+            *l.asked.entry(piece).or_default() += 1;
+        }
+        self.send(link, WireMessage::Request(piece));
     }
 
     pub(super) fn send(&mut self, link: LinkId, message: WireMessage<'_>) {

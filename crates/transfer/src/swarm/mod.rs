@@ -29,10 +29,6 @@ use crate::wire::{MANIFEST_REJECT_PIECE, RejectReason, WIRE_VERSION, WireMessage
 /// Most `have` messages kept from one link before the manifest is known.
 const MAX_PENDING_HAVES: usize = 65_536;
 
-/// Cancelled pieces remembered per link (they may still arrive once). Far above what can be
-/// in flight on a link ([`SwarmConfig::pipeline_pieces`]).
-const MAX_REMEMBERED_CANCELS: usize = 256;
-
 /// The state machine of one content. See the crate docs for the driving loop.
 pub struct Swarm {
     info_hash: InfoHash,
@@ -393,6 +389,14 @@ impl Swarm {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
+        // A reject answers one request, like a piece.
+        match l.asked.get_mut(&piece) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                l.asked.remove(&piece);
+            }
+            None => return,
+        }
         let Some(pos) = l.requested.iter().position(|p| *p == piece) else {
             return;
         };

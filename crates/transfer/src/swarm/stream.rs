@@ -26,7 +26,7 @@
 use std::time::{Duration, Instant};
 
 use super::picker::PieceState;
-use super::{LinkId, MAX_REMEMBERED_CANCELS, Playhead, Swarm};
+use super::{LinkId, Playhead, Swarm};
 use crate::wire::WireMessage;
 
 /// Critical pieces per playhead: the one holding its offset and the next.
@@ -232,7 +232,7 @@ impl Swarm {
         }
         self.picker.requested(piece);
         self.critical_since.insert(piece, (link, now));
-        self.send(link, WireMessage::Request(piece));
+        self.send_request(link, piece);
     }
 
     /// Cancels the queued requests for pieces that are not critical, except the first of each
@@ -260,12 +260,6 @@ impl Swarm {
         }
         if let Some(l) = self.links.get_mut(&link) {
             l.requested.retain(|p| !drop.contains(p));
-            for &piece in &drop {
-                if l.cancelled.len() >= MAX_REMEMBERED_CANCELS {
-                    l.cancelled.pop_front();
-                }
-                l.cancelled.push_back(piece);
-            }
         }
         tracing::debug!(%link, pieces = ?drop, "cancelled for a critical piece");
         for piece in drop {
