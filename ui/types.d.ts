@@ -31,6 +31,8 @@ interface Settings {
   maxUploadMiBps: number | null;
   /** Most MiB/s taken from peers; null = no limit. */
   maxDownloadMiBps: number | null;
+  /** The name room members see, at most 64 bytes. */
+  displayName: string;
 }
 
 interface Hosting {
@@ -88,6 +90,70 @@ interface NetworkFile {
   partialHolders: number;
   /** This node serves the whole file. */
   mine: boolean;
+}
+
+/** What `create_room` and `join_room` answer: the room this app is in. */
+interface Room {
+  /** "K7M3-XQ9P": read it out. */
+  code: string;
+  /** 32 hex digits: paste it. */
+  link: string;
+  infoHash: string;
+  /** The media's name (inert). */
+  name: string;
+  isHost: boolean;
+  /** Where the player reads the media. */
+  watch: Watch;
+}
+
+/** The room player's state, sent with every `room_tick`. */
+interface PlayerReport {
+  positionMs: number;
+  playing: boolean;
+  seeking: boolean;
+  /** readyState >= HAVE_FUTURE_DATA, or ended. */
+  ready: boolean;
+  rate: number;
+}
+
+/** What the room's player must do. */
+type PlayerAction =
+  | { kind: "play" }
+  | { kind: "pause" }
+  | { kind: "seek"; positionMs: number }
+  | { kind: "rate"; rate: number };
+
+/** One member in the room's list. */
+interface RoomMember {
+  id: string;
+  /** Inert text, or the start of the node id. */
+  name: string;
+  isHost: boolean;
+  isMe: boolean;
+  /** null before its first report. */
+  state: "playing" | "paused" | "buffering" | null;
+  positionMs: number;
+  /** 0-1 of the media here. */
+  progress: number;
+  /** Its position minus the host's, ms. */
+  driftMs: number | null;
+}
+
+/** What `room_tick` answers. */
+interface RoomTick {
+  actions: PlayerAction[];
+  members: RoomMember[];
+  /** "Bob (buffering, 42 %)" while the room waits. */
+  waitingFor: string | null;
+  /** The room ended: why. */
+  closed: string | null;
+  hostPositionMs: number | null;
+  /** This player's position minus the host's, ms. */
+  driftMs: number | null;
+  /** The room plays now. */
+  playing: boolean;
+  /** The host pressed play (the room may wait for someone). */
+  hostWantsPlaying: boolean;
 }
 
 /** What `watch` answers: where the in-app player reads a file. */

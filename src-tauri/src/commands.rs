@@ -9,7 +9,9 @@ use tauri::{AppHandle, Manager, State};
 use tauri_plugin_opener::OpenerExt;
 
 use crate::core::AppCore;
-use crate::dto::{AppState, NetworkFile, PieceMap, UiError, UiEvent, Watch};
+use crate::dto::{
+    AppState, NetworkFile, PieceMap, PlayerReport, Room, RoomTick, UiError, UiEvent, Watch,
+};
 use crate::settings::Settings;
 
 type Core<'a> = State<'a, Arc<AppCore>>;
@@ -216,6 +218,47 @@ pub async fn media_url(core: Core<'_>, path: PathBuf) -> Result<String, UiError>
 #[tauri::command]
 pub async fn watch(core: Core<'_>, info_hash: String) -> Result<Watch, UiError> {
     core.inner().watch(self::info_hash(&info_hash)?).await
+}
+
+/// Opens a room watching a file this app shares, as its host (issue 11).
+#[tauri::command]
+pub async fn create_room(core: Core<'_>, info_hash: String) -> Result<Room, UiError> {
+    core.inner().create_room(self::info_hash(&info_hash)?).await
+}
+
+/// Joins a room by code or link.
+#[tauri::command]
+pub async fn join_room(core: Core<'_>, room: String) -> Result<Room, UiError> {
+    core.inner().join_room(&room).await
+}
+
+/// Leaves the room (the host ends it).
+#[tauri::command]
+pub async fn leave_room(core: Core<'_>) -> Result<(), UiError> {
+    core.leave_room().await;
+    Ok(())
+}
+
+/// The room this app is in, for a reloaded page.
+#[tauri::command]
+pub fn current_room(core: Core<'_>) -> Option<Room> {
+    core.current_room()
+}
+
+/// The host's play, pause, seek or go-on.
+#[tauri::command]
+pub async fn room_control(
+    core: Core<'_>,
+    action: String,
+    position_ms: Option<f64>,
+) -> Result<(), UiError> {
+    core.room_control(&action, position_ms)
+}
+
+/// The room player's step: its state in, what to do and who is in the room out.
+#[tauri::command]
+pub async fn room_tick(core: Core<'_>, player: PlayerReport) -> Result<RoomTick, UiError> {
+    core.room_tick(player).await
 }
 
 /// Which bytes of a download are here, on their way or missing (the player's piece map).

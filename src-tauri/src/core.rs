@@ -80,6 +80,12 @@ pub struct AppCore {
     /// Paths of the last drop on the window, from the window system's event; taken by the
     /// page's `share_dropped`.
     dropped: Mutex<Vec<PathBuf>>,
+    /// The room this app is in (issue 11).
+    room: Mutex<Option<crate::room::AppRoom>>,
+}
+
+fn no_room() -> UiError {
+    UiError::new("no_room", "You are not in a room")
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -168,6 +174,7 @@ impl AppCore {
             settings: Mutex::new(settings),
             generation: AtomicU64::new(0),
             dropped: Mutex::new(Vec::new()),
+            room: Mutex::new(None),
         });
         core.log("info", "Shoal started");
         if let Some(problem) = hosting_problem {
@@ -491,6 +498,150 @@ impl AppCore {
             view.out_dirs.remove(&id);
         }
         self.save_transfers(&view);
+    }
+
+    /// Opens a room watching a file this app shares, as its host; leaves any other room.
+    ///
+    /// # Errors
+    /// `unknown_share` when the file is not shared here; the node's errors.
+    pub async fn create_room(
+        self: &Arc<Self>,
+        info_hash: InfoHash,
+    ) -> Result<crate::dto::Room, UiError> {
+        let name = lock(&self.view)
+            .shares
+            .get(&info_hash)
+            .filter(|s| s.missing.is_none())
+            .map(|s| s.name.clone())
+            .ok_or_else(|| {
+                UiError::new(
+                    "unknown_share",
+                    "Share the file first, then open a room for it",
+                )
+            })?;
+        self.leave_room().await;
+        let node = self.node();
+        let info = node.create_room(info_hash).await?;
+        let me = node.node_id().await?;
+        let watch = self.watch(info_hash).await?;
+        let dto = crate::dto::Room {
+            code: info.code.clone(),
+            link: info.link.clone(),
+            info_hash: info_hash.to_string(),
+            name,
+            is_host: true,
+            watch,
+        };
+        *lock(&self.room) = Some(crate::room::AppRoom::host(
+            &info,
+            me,
+            node.clock_ms(),
+            dto.clone(),
+        ));
+        self.log("info", format!("Room {} opened", info.code));
+        Ok(dto)
+    }
+
+    /// Joins a room by code or link as a member and starts watching its media; leaves any
+    /// other room.
+    ///
+    /// # Errors
+    /// The server's refusal (unknown room, too many attempts); the node's errors; `watch`'s.
+    pub async fn join_room(self: &Arc<Self>, room: &str) -> Result<crate::dto::Room, UiError> {
+        self.leave_room().await;
+        let node = self.node();
+        let info = node.join_room(room.trim(), None).await?;
+        let me = node.node_id().await?;
+        let name = match node.lookup(info.info_hash).await {
+            Ok(Some(file)) => file.name,
+            _ => info.info_hash.short(),
+        };
+        let watch = match self.watch(info.info_hash).await {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = node.leave_room(&info.code).await;
+                return Err(e);
+            }
+        };
+        let dto = crate::dto::Room {
+            code: info.code.clone(),
+            link: info.link.clone(),
+            info_hash: info.info_hash.to_string(),
+            name: shoal_node::text::inert(&name, 255).into_owned(),
+            is_host: false,
+            watch,
+        };
+        *lock(&self.room) = Some(crate::room::AppRoom::member(
+            &info,
+            me,
+            node.clock_ms(),
+            dto.clone(),
+        ));
+        self.log("info", format!("Joined room {}", info.code));
+        Ok(dto)
+    }
+
+    /// Leaves the room (as its host: ends it).
+    pub async fn leave_room(&self) {
+        let room = lock(&self.room).take();
+        if let Some(room) = room
+            && let Err(e) = self.node().leave_room(room.code()).await
+        {
+            tracing::info!("leaving room {}: {e}", room.code());
+        }
+    }
+
+    /// The room this app is in.
+    pub fn current_room(&self) -> Option<crate::dto::Room> {
+        lock(&self.room).as_ref().map(|r| r.info.clone())
+    }
+
+    /// The host's Play, Pause, seek or go-on.
+    ///
+    /// # Errors
+    /// `no_room`, `not_host`, `bad_request`.
+    pub fn room_control(&self, action: &str, position_ms: Option<f64>) -> Result<(), UiError> {
+        // What the command sends goes out with the player's next tick (within 100 ms).
+        let now = self.node().clock_ms();
+        let mut room = lock(&self.room);
+        room.as_mut()
+            .ok_or_else(no_room)?
+            .control(action, position_ms, now)
+    }
+
+    /// One step of the room's player (about ten times a second).
+    ///
+    /// # Errors
+    /// `no_room`.
+    pub async fn room_tick(
+        &self,
+        player: crate::dto::PlayerReport,
+    ) -> Result<crate::dto::RoomTick, UiError> {
+        let node = self.node();
+        let name = Some(self.settings().display_name).filter(|n| !n.is_empty());
+        let progress = {
+            let transfer = lock(&self.room)
+                .as_ref()
+                .and_then(|r| r.info.watch.transfer);
+            match transfer {
+                None => 1.0,
+                Some(id) => lock(&self.view).transfers.get(&id).map_or(0.0, |t| {
+                    if t.state == TransferState::Completed {
+                        1.0
+                    } else {
+                        t.bytes_done as f64 / t.len_bytes.max(1) as f64
+                    }
+                }),
+            }
+        };
+        let (tick, out, code) = {
+            let mut room = lock(&self.room);
+            let room = room.as_mut().ok_or_else(no_room)?;
+            let (tick, out) = room.tick(&player, progress, name, node.clock_ms());
+            (tick, out, room.code().to_owned())
+        };
+        crate::room::send_all(&node, &code, out).await;
+        Ok(tick)
     }
 
     /// The current node.
@@ -995,8 +1146,16 @@ impl AppCore {
                 );
             }
             NodeEvent::IndexChanged => self.emit(&mut view, UiEvent::IndexChanged),
-            // The app opens no rooms yet (issue 11: the room view comes next).
-            NodeEvent::Room(event) => tracing::debug!(?event, "room event"),
+            NodeEvent::Room(event) => {
+                let now = self.node().clock_ms();
+                if let Some(room) = lock(&self.room).as_mut() {
+                    room.on_event(&event, now);
+                }
+                if let shoal_node::RoomEvent::Refused { reason } = event {
+                    drop(view);
+                    self.log("warn", format!("The room refused a message: {reason}"));
+                }
+            }
             NodeEvent::UploadProgress(p) => {
                 if let Some(share) = view.shares.get_mut(&p.info_hash) {
                     share.upload = Upload {

@@ -298,6 +298,105 @@ pub struct Watch {
     pub path: Option<PathBuf>,
 }
 
+/// `Room`: the room this app is in, as `create_room` and `join_room` answer (issue 11).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Room {
+    /// The short code, `XXXX-XXXX`.
+    pub code: String,
+    /// The long form for pasting (32 hex digits).
+    pub link: String,
+    /// The media's info hash.
+    pub info_hash: String,
+    /// The media's name.
+    pub name: String,
+    /// Whether this app is the room's host.
+    pub is_host: bool,
+    /// Where the player reads the media (as `watch`).
+    pub watch: Watch,
+}
+
+/// `PlayerReport`: the room player's state, sent with every `room_tick`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerReport {
+    /// `currentTime` x 1000, ms.
+    pub position_ms: f64,
+    /// Not paused.
+    pub playing: bool,
+    /// A seek is under way.
+    pub seeking: bool,
+    /// `readyState` >= HAVE_FUTURE_DATA (3), or the media has ended.
+    pub ready: bool,
+    /// `playbackRate`.
+    pub rate: f64,
+}
+
+/// `PlayerAction`: what the room's player must do now.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum PlayerAction {
+    /// `play()`.
+    Play,
+    /// `pause()`.
+    Pause,
+    /// `currentTime = positionMs / 1000`.
+    #[serde(rename_all = "camelCase")]
+    Seek {
+        /// Where, ms.
+        position_ms: f64,
+    },
+    /// `playbackRate = rate`.
+    Rate {
+        /// The rate (1 = normal).
+        rate: f64,
+    },
+}
+
+/// `RoomMember`: one member in the room's list.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomMember {
+    /// Node id.
+    pub id: String,
+    /// Its name (inert text), or the start of its node id.
+    pub name: String,
+    /// The room's host.
+    pub is_host: bool,
+    /// This app.
+    pub is_me: bool,
+    /// `playing`, `paused` or `buffering`; `null` before its first report.
+    pub state: Option<String>,
+    /// Its player's position, ms.
+    pub position_ms: f64,
+    /// Share of the media it has, 0 to 1.
+    pub progress: f64,
+    /// Its position minus the host's, ms.
+    pub drift_ms: Option<f64>,
+}
+
+/// `RoomTick`: what `room_tick` answers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomTick {
+    /// What the player must do, in order.
+    pub actions: Vec<PlayerAction>,
+    /// Everyone in the room, in the order they joined.
+    pub members: Vec<RoomMember>,
+    /// "Bob (buffering, 42 %)" while the room waits for a member.
+    pub waiting_for: Option<String>,
+    /// The room ended: why.
+    pub closed: Option<String>,
+    /// Where the host's media is now, ms; `null` before the clock is known.
+    pub host_position_ms: Option<f64>,
+    /// This player's position minus the host's, ms.
+    pub drift_ms: Option<f64>,
+    /// The room plays now.
+    pub playing: bool,
+    /// The host asked for playing (the room may be held for a member).
+    pub host_wants_playing: bool,
+}
+
 /// `PieceMap`: which bytes of a download are here, on their way or missing, as
 /// `[start, end)` byte ranges, ascending (issue 10, item 4).
 #[derive(Debug, Clone, Serialize)]

@@ -13,7 +13,8 @@ use shoal_node::Category;
 
 use crate::dto::{
     AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, NetworkFile, PeerInfo,
-    PieceMap, Problem, Share, Transfer, TransferState, UiEvent, Upload, Watch,
+    PieceMap, PlayerAction, Problem, Room, RoomMember, RoomTick, Share, Transfer, TransferState,
+    UiEvent, Upload, Watch,
 };
 use crate::settings::{Settings, TurnServer};
 
@@ -232,6 +233,22 @@ fn rust_shapes() -> BTreeMap<String, Shape> {
     transfer.eta_secs = Some(1);
     transfer.path = Some(PathBuf::from("/a"));
     transfer.problem = Some(Problem::SharerGone);
+    let member = RoomMember {
+        id: "n".into(),
+        name: "Ana".into(),
+        is_host: false,
+        is_me: true,
+        state: Some("playing".into()),
+        position_ms: 1.0,
+        progress: 0.5,
+        drift_ms: Some(3.0),
+    };
+    // What the page sends must be what the app reads.
+    let report: crate::dto::PlayerReport = serde_json::from_value(serde_json::json!({
+        "positionMs": 1.0, "playing": true, "seeking": false, "ready": true, "rate": 1.0
+    }))
+    .expect("a PlayerReport as docs/app-ipc.md shows it");
+    assert!(report.playing);
     let peer = PeerInfo {
         peer: "p".into(),
         candidate_type: "host".into(),
@@ -349,6 +366,56 @@ fn rust_shapes() -> BTreeMap<String, Shape> {
                 len_bytes: 2,
                 have: vec![(0, 1)],
                 in_flight: vec![(1, 2)],
+            })),
+        ),
+        (
+            "Room".into(),
+            Shape::Object(keys(&Room {
+                code: "K7M3-XQ9P".into(),
+                link: "5d41402abc4b2a76b9719d911017c592".into(),
+                info_hash: "ab".into(),
+                name: "film.mp4".into(),
+                is_host: true,
+                watch: Watch {
+                    url: "http://a".into(),
+                    transfer: None,
+                    path: None,
+                },
+            })),
+        ),
+        (
+            "PlayerReport".into(),
+            Shape::Object(
+                ["positionMs", "playing", "seeking", "ready", "rate"]
+                    .iter()
+                    .map(|k| (*k).to_owned())
+                    .collect(),
+            ),
+        ),
+        (
+            "PlayerAction".into(),
+            union(
+                "kind",
+                &[
+                    PlayerAction::Play,
+                    PlayerAction::Pause,
+                    PlayerAction::Seek { position_ms: 1.0 },
+                    PlayerAction::Rate { rate: 1.0 },
+                ],
+            ),
+        ),
+        ("RoomMember".into(), Shape::Object(keys(&member))),
+        (
+            "RoomTick".into(),
+            Shape::Object(keys(&RoomTick {
+                actions: vec![PlayerAction::Play],
+                members: vec![member.clone()],
+                waiting_for: Some("Bob".into()),
+                closed: None,
+                host_position_ms: Some(1.0),
+                drift_ms: None,
+                playing: true,
+                host_wants_playing: true,
             })),
         ),
         ("PeerInfo".into(), Shape::Object(keys(&peer))),

@@ -13,6 +13,7 @@ mod hosting;
 #[cfg(test)]
 mod ipc_contract;
 mod library;
+mod room;
 mod settings;
 
 pub use settings::{Settings, TurnServer};
@@ -80,6 +81,12 @@ pub fn run() {
             commands::watch,
             commands::piece_map,
             commands::open_in_player,
+            commands::create_room,
+            commands::join_room,
+            commands::leave_room,
+            commands::current_room,
+            commands::room_control,
+            commands::room_tick,
             commands::save_settings,
             commands::host_on_port,
         ])

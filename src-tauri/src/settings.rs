@@ -44,6 +44,9 @@ pub struct Settings {
     /// Most MiB/s taken from peers over all transfers; `None` is no limit.
     #[serde(rename = "maxDownloadMiBps")]
     pub max_download_mibps: Option<f64>,
+    /// The name room members see (issue 11); at most 64 bytes. Default: the user's login
+    /// name.
+    pub display_name: String,
 }
 
 /// Bytes in a MiB.
@@ -69,6 +72,10 @@ impl Default for Settings {
             share_downloads: true,
             max_upload_mibps: None,
             max_download_mibps: None,
+            display_name: std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty() && u.len() <= shoal_node::MAX_MEMBER_NAME_BYTES)
+                .unwrap_or_else(|| "Shoal user".into()),
         }
     }
 }
@@ -114,6 +121,12 @@ impl Settings {
         }
         for server in self.ice_servers() {
             shoal_node::check_ice_server(&server).map_err(SettingsError::Invalid)?;
+        }
+        if self.display_name.len() > shoal_node::MAX_MEMBER_NAME_BYTES {
+            return invalid(format!(
+                "The name is at most {} bytes",
+                shoal_node::MAX_MEMBER_NAME_BYTES
+            ));
         }
         if !self.download_dir.is_absolute() {
             return invalid("The download folder must be a full path".into());

@@ -1715,3 +1715,210 @@ async fn watch_figures() {
         app.quit().await;
     }
 }
+
+/// A room page's player: (currentTime s, paused, drift from the host in ms as the room
+/// measures it).
+async fn room_player(app: &App) -> (f64, bool, Option<f64>) {
+    let v = app
+        .client
+        .execute(
+            "const v = document.getElementById('room-video');
+             v.muted = true;
+             return [v.currentTime, v.paused, v.dataset.driftMs || ''];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let t = v[0].as_f64().unwrap_or(0.0);
+    let paused = v[1].as_bool().unwrap_or(true);
+    let drift = v[2].as_str().and_then(|d| d.parse::<f64>().ok());
+    (t, paused, drift)
+}
+
+/// Waits until `pred` holds for the room player of `app`; returns what it saw then.
+async fn wait_room_player(
+    app: &App,
+    what: &str,
+    pred: impl Fn(f64, bool, Option<f64>) -> bool,
+) -> (f64, bool, Option<f64>) {
+    let started = Instant::now();
+    loop {
+        let (t, paused, drift) = room_player(app).await;
+        if pred(t, paused, drift) {
+            return (t, paused, drift);
+        }
+        if started.elapsed() > WAIT {
+            app.screenshot("room-failure").await;
+            panic!(
+                "{}: never {what} (currentTime {t}, paused {paused}, drift {drift:?})",
+                app.name
+            );
+        }
+        // The player moves on its own clock; look again shortly.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Issue 11 end to end: three apps (a host and two viewers) in a room on a real MP4. Join by
+/// code; the host plays, seeks to 60 %, pauses and plays, and each viewer's `<video>`
+/// follows; a viewer whose downloads are capped below the video's bitrate makes the room
+/// wait, and it plays on by itself. A viewer's own play command is refused. Prints the
+/// steady drift (p50/p95) and the time from the seek until the viewer is within 100 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "under way (issue 11): in WebKitGTK a viewer's drift grows about 7 ms/s while it plays (rate nudges seem to have no effect); joins, the refusal and play pass"]
+async fn a_room_plays_in_step_on_three_apps() {
+    let media = shoal_e2e::mp4_360p_60s();
+    let root = tempfile::tempdir().unwrap();
+    let server = shoal_e2e::SignalServer::start();
+    let config = |name: &str, extra: serde_json::Value| {
+        let dir = root.path().join(name);
+        let mut settings = serde_json::json!({
+            "host": false,
+            "serverUrl": server.url,
+            "downloadDir": root.path().join(format!("dl-{name}")),
+            "displayName": name,
+        });
+        if let (Some(s), Some(e)) = (settings.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        write_settings(&dir, settings);
+        dir
+    };
+    let host_config = config("Host", serde_json::json!({}));
+    let ana_config = config("Ana", serde_json::json!({}));
+    let bob_config = config("Bob", serde_json::json!({"maxDownloadMiBps": 0.1}));
+    let host = App::start("room-host", &host_config).await;
+    let ana = App::start("room-ana", &ana_config).await;
+    for app in [&host, &ana] {
+        app.wait_css("#connection[data-state='connected']").await;
+    }
+
+    // The host shares the film and opens a room from its row.
+    os_drop(&host.display, &media);
+    host.wait_css("#my-shares li.share[data-info-hash] button.open-room")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let code = host
+        .wait_text("#room-code-chip code", |t| t.len() == 9)
+        .await;
+    // Ana joins by code, typed in lower case with a space, as people read it out.
+    let typed = code.to_lowercase().replace('-', " ");
+    ana.wait_css("#room-join-code")
+        .await
+        .send_keys(&typed)
+        .await
+        .unwrap();
+    ana.click("#room-join").await;
+    host.wait_count("#room-members li", 2).await;
+    ana.wait_count("#room-members li", 2).await;
+    ana.wait_text("#room-members", |t| t.contains("Host (host)"))
+        .await;
+    host.screenshot("room-1-joined").await;
+
+    // A viewer cannot drive the room.
+    let refused = settle(
+        &ana.client,
+        "window.__TAURI__.core.invoke('room_control', { action: 'play' })",
+    )
+    .await;
+    assert!(
+        refused.to_string().contains("Only the room's host"),
+        "a viewer's play: {refused}"
+    );
+
+    // Play: Ana's video follows within 100 ms.
+    host.click("#room-play").await;
+    wait_room_player(&ana, "playing in step", |t, paused, d| {
+        !paused && t > 1.0 && d.is_some_and(|d| d.abs() <= 100.0)
+    })
+    .await;
+    ana.screenshot("room-2-playing").await;
+    // Steady state: the drift the room measures, once a second.
+    let mut drifts = Vec::new();
+    let sampling = Instant::now();
+    while drifts.len() < 20 {
+        let next = sampling + Duration::from_secs(drifts.len() as u64 + 1);
+        tokio::time::sleep_until(next.into()).await;
+        let (_, paused, drift) = room_player(&ana).await;
+        assert!(!paused, "Ana paused while the host plays");
+        drifts.push(drift.expect("a drift while playing").abs());
+    }
+    drifts.sort_by(f64::total_cmp);
+    println!(
+        "steady drift over {} s: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        drifts.len(),
+        percentile(&drifts, 0.5),
+        percentile(&drifts, 0.95),
+        drifts[drifts.len() - 1]
+    );
+    assert!(percentile(&drifts, 0.95) <= 100.0, "{drifts:?}");
+
+    // Seek to 60 %.
+    let sought = Instant::now();
+    host.client
+        .execute(
+            "const s = document.getElementById('room-seek');
+             s.value = '600';
+             s.dispatchEvent(new Event('change'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (t, _, d) = wait_room_player(&ana, "in step after the seek", |t, paused, d| {
+        !paused && t >= 36.0 && d.is_some_and(|d| d.abs() <= 100.0)
+    })
+    .await;
+    println!(
+        "after the host's seek to 60 %: Ana at {t:.2} s, drift {d:?} ms, {:.2} s after the click",
+        sought.elapsed().as_secs_f64()
+    );
+    assert!(t < 45.0, "{t}");
+
+    // Pause, then play.
+    host.click("#room-play").await;
+    let (paused_at, _, _) = wait_room_player(&ana, "paused", |_, paused, _| paused).await;
+    let (t, paused, _) = room_player(&ana).await;
+    assert!(paused && (t - paused_at).abs() < 0.05, "{t} vs {paused_at}");
+    host.click("#room-play").await;
+    wait_room_player(&ana, "playing again", |t, paused, d| {
+        !paused && t > paused_at + 0.5 && d.is_some_and(|d| d.abs() <= 100.0)
+    })
+    .await;
+
+    // Bob, capped at 0.1 MiB/s for a video of about 0.24, joins: the room waits for him and
+    // plays on by itself once he has the next seconds.
+    let bob = App::start("room-bob", &bob_config).await;
+    bob.wait_css("#connection[data-state='connected']").await;
+    bob.wait_css("#room-join-code")
+        .await
+        .send_keys(&code)
+        .await
+        .unwrap();
+    bob.click("#room-join").await;
+    let waiting = host
+        .wait_text("#room-status", |t| t.starts_with("Waiting for Bob"))
+        .await;
+    println!("host: {waiting}");
+    host.screenshot("room-3-waiting").await;
+    wait_room_player(&ana, "held for Bob", |_, paused, _| paused).await;
+    host.wait_text("#room-status", |t| t.starts_with("Playing"))
+        .await;
+    wait_room_player(&bob, "playing in step", |_, paused, d| {
+        !paused && d.is_some_and(|d| d.abs() <= 100.0)
+    })
+    .await;
+    bob.screenshot("room-4-playing-after-wait").await;
+
+    // The host leaves: the room ends for everyone.
+    host.click("#room-leave").await;
+    ana.wait_css("#room[hidden]").await;
+    for app in [host, ana, bob] {
+        app.quit().await;
+    }
+}

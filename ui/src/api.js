@@ -147,6 +147,32 @@ export const api = {
    */
   openInPlayer: (infoHash) => call("open_in_player", { infoHash }),
   /**
+   * Opens a room watching a file this app shares, as its host.
+   * @param {string} infoHash
+   * @returns {Promise<Room>}
+   */
+  createRoom: (infoHash) => call("create_room", { infoHash }),
+  /**
+   * @param {string} room a code or a link
+   * @returns {Promise<Room>}
+   */
+  joinRoom: (room) => call("join_room", { room }),
+  /** @returns {Promise<null>} */
+  leaveRoom: () => call("leave_room"),
+  /** @returns {Promise<Room | null>} */
+  currentRoom: () => call("current_room"),
+  /**
+   * @param {"play" | "pause" | "seek" | "goOn"} action
+   * @param {number} [positionMs]
+   * @returns {Promise<null>}
+   */
+  roomControl: (action, positionMs) => call("room_control", { action, positionMs }),
+  /**
+   * @param {PlayerReport} player
+   * @returns {Promise<RoomTick>}
+   */
+  roomTick: (player) => call("room_tick", { player }),
+  /**
    * @param {Settings} settings
    * @returns {Promise<AppState>}
    */

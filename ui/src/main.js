@@ -12,6 +12,7 @@ import { applySettings, showHostingProblem } from "./settings.js";
 import { addShare, hashingFailed, removeShare, setHashing, setShares, shareDropped, updateHashing, updateUpload } from "./shares.js";
 import { toast } from "./toast.js";
 import { setTransfers, upsertTransfer } from "./transfers.js";
+import { restoreRoom } from "./room.js";
 import { isViewerOpen } from "./viewer.js";
 
 fillIconPlaceholders(document);
@@ -180,6 +181,7 @@ async function start() {
     toast(`Dropping files on the window is off. ${errorText(e)}`, "error");
   }
 
+  await restoreRoom();
   await refreshNetwork();
 }
 

@@ -15,6 +15,7 @@ const turnEl = byId("settings-turn", HTMLElement);
 const turnEmptyEl = byId("settings-turn-empty", HTMLElement);
 const turnAddEl = byId("settings-turn-add", HTMLButtonElement);
 const dirEl = byId("settings-download-dir", HTMLInputElement);
+const nameEl = byId("settings-display-name", HTMLInputElement);
 const resumeEl = byId("settings-resume", HTMLInputElement);
 const shareDownloadsEl = byId("settings-share-downloads", HTMLInputElement);
 const maxUploadEl = byId("settings-max-upload", HTMLInputElement);
@@ -124,6 +125,7 @@ function fill(s) {
   turnEl.replaceChildren(...s.turnServers.map(turnRow));
   dirEl.value = s.downloadDir;
   dirEl.title = s.downloadDir;
+  nameEl.value = s.displayName;
   resumeEl.checked = s.resumeDownloads;
   shareDownloadsEl.checked = s.shareDownloads;
   maxUploadEl.value = s.maxUploadMiBps === null ? "" : String(s.maxUploadMiBps);
@@ -238,6 +240,7 @@ function readForm() {
     shareDownloads: shareDownloadsEl.checked,
     maxUploadMiBps,
     maxDownloadMiBps,
+    displayName: nameEl.value.trim(),
   };
 }
 

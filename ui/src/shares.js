@@ -6,6 +6,7 @@ import { byId, copyButton, h, setText } from "./dom.js";
 import { CATEGORY_LABEL, humanRate, humanSize, percent, shortHash, viewVerb } from "./format.js";
 import { icon } from "./icons.js";
 import { toast } from "./toast.js";
+import { createRoom } from "./room.js";
 import { openViewer } from "./viewer.js";
 
 const listEl = byId("my-shares", HTMLUListElement);
@@ -241,6 +242,13 @@ function shareItem(share) {
             "aria-label": `${verb} ${share.name}`,
             onclick: () => openViewer(share),
           }, [icon(share.category === "image" ? "eye" : "play")]) : null,
+          !share.missing && (share.category === "video" || share.category === "audio") ? h("button", {
+            type: "button",
+            class: "icon-button small open-room",
+            title: "Watch together: open a room",
+            "aria-label": `Open a room for ${share.name}`,
+            onclick: () => createRoom(share.infoHash),
+          }, [icon("users")]) : null,
           remove,
         ]),
       ]),

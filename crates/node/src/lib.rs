@@ -35,7 +35,8 @@ pub use events::{
     TransferId, TransferSummary, UploadProgress,
 };
 pub use shoal_protocol::{
-    Category, IceServer, IndexedFile, InfoHash, MemberPlayback, NodeId, RoomBody, RoomInfo, text,
+    Category, IceServer, IndexedFile, InfoHash, MAX_MEMBER_NAME_BYTES, MemberPlayback, NodeId,
+    RoomBody, RoomInfo, text,
 };
 pub use shoal_rtc::log::init_stderr as init_logging;
 
