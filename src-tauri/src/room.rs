@@ -9,7 +9,7 @@
 //! server anyway).
 
 use shoal_node::room::{
-    Action, HostSession, MemberSession, Outgoing, PlayerState, Report, WaitConfig,
+    Action, FollowConfig, HostSession, MemberSession, Outgoing, PlayerState, Report, WaitConfig,
 };
 use shoal_node::{MemberPlayback, NodeHandle, NodeId, RoomEvent, RoomInfo};
 
@@ -33,11 +33,12 @@ impl AppRoom {
     /// The host of `info`.
     pub fn host(info: &RoomInfo, me: Option<NodeId>, now_ms: f64, dto: Room) -> Self {
         Self {
-            session: Session::Host(Box::new(HostSession::new(
+            session: Session::Host(Box::new(HostSession::with_follow(
                 info,
                 me,
                 now_ms,
                 WaitConfig::default(),
+                FollowConfig::seek_only(),
             ))),
             me,
             info: dto,
@@ -47,7 +48,13 @@ impl AppRoom {
     /// A member of `info`.
     pub fn member(info: &RoomInfo, me: Option<NodeId>, now_ms: f64, dto: Room) -> Self {
         Self {
-            session: Session::Member(Box::new(MemberSession::new(info, me, now_ms))),
+            // The webview's player stalls at every rate change: seeks only.
+            session: Session::Member(Box::new(MemberSession::with_follow(
+                info,
+                me,
+                now_ms,
+                FollowConfig::seek_only(),
+            ))),
             me,
             info: dto,
         }

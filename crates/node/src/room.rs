@@ -248,7 +248,18 @@ impl MemberSession {
     /// step at once with the host's last playback when the room has one. `me` is this node's
     /// id ([`crate::NodeHandle::node_id`]): its own state shows in [`MemberSession::view`].
     pub fn new(info: &RoomInfo, me: Option<NodeId>, now_ms: f64) -> Self {
-        let mut follower = Follower::new(FollowConfig::default());
+        Self::with_follow(info, me, now_ms, FollowConfig::default())
+    }
+
+    /// As [`MemberSession::new`], with the player's own thresholds (e.g.
+    /// [`FollowConfig::seek_only`] for a player that stalls at a rate change).
+    pub fn with_follow(
+        info: &RoomInfo,
+        me: Option<NodeId>,
+        now_ms: f64,
+        follow: FollowConfig,
+    ) -> Self {
+        let mut follower = Follower::new(follow);
         if let Some(state) = info.playback.as_ref().and_then(host_state) {
             follower.on_host(state);
         }
@@ -433,6 +444,17 @@ impl HostSession {
     /// the host key), paused at the start (or at the room's last playback). `me` is this
     /// node's id. Sends the room's playback at once.
     pub fn new(info: &RoomInfo, me: Option<NodeId>, now_ms: f64, wait: WaitConfig) -> Self {
+        Self::with_follow(info, me, now_ms, wait, FollowConfig::default())
+    }
+
+    /// As [`HostSession::new`], with the host player's own thresholds.
+    pub fn with_follow(
+        info: &RoomInfo,
+        me: Option<NodeId>,
+        now_ms: f64,
+        wait: WaitConfig,
+        follow: FollowConfig,
+    ) -> Self {
         let state = info
             .playback
             .as_ref()
@@ -448,7 +470,7 @@ impl HostSession {
                 rate: 1.0,
                 at_ms: now_ms,
             });
-        let mut follower = Follower::new(FollowConfig::default());
+        let mut follower = Follower::new(follow);
         follower.on_host(state);
         let mut session = Self {
             view: RoomView::new(info),

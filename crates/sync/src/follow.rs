@@ -127,6 +127,20 @@ impl Default for FollowConfig {
     }
 }
 
+impl FollowConfig {
+    /// For players whose playback-rate change costs more than it corrects: no nudges, a seek
+    /// (ahead, held until the host gets there) once the drift passes 100 ms. WebKitGTK's
+    /// GStreamer player stops for 100-200 ms at every `playbackRate` change (a flushing seek:
+    /// measured in the app's room test), so a nudge of 40 ms of drift made it worse each time.
+    pub fn seek_only() -> Self {
+        Self {
+            max_rate_change: 0.0,
+            seek_ms: 100.0,
+            ..Self::default()
+        }
+    }
+}
+
 /// A member's player following the host.
 #[derive(Debug, Clone)]
 pub struct Follower {
