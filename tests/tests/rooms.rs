@@ -3,6 +3,8 @@
 //! - a member that joins by code follows the host's play, seek to 60 %, pause and play: its
 //!   headless player (reading the stream over HTTP like a media player) is within 100 ms of
 //!   the host's position each time;
+//! - a member whose download is capped below the video's bitrate makes the room wait for it
+//!   ("waiting for Bob (buffering, N %)") and the room plays on by itself once it has data;
 //! - the host's `quit` ends the room; the member says so and exits 0.
 //!
 //! Prints the member's drift while it follows and the time from the host's seek until the
@@ -47,7 +49,7 @@ fn in_step(f: &Follow) -> bool {
 }
 
 #[test]
-fn a_member_follows_the_hosts_play_seek_and_pause() {
+fn members_follow_the_hosts_play_seek_and_pause_and_the_room_waits_for_a_slow_member() {
     let media = shoal_e2e::mp4_360p_60s();
     let server = SignalServer::start();
     let media_arg = media.display().to_string();
@@ -122,6 +124,34 @@ fn a_member_follows_the_hosts_play_seek_and_pause() {
     wait_follow(&mut ana, |f| {
         f.state == "playing" && f.position_s > still.position_s + 0.5 && in_step(f)
     });
+
+    // Bob's download is capped at 0.1 MiB/s; the video needs about 0.24.
+    let bob_out = out.path().join("bob");
+    std::fs::create_dir(&bob_out).unwrap();
+    let bob_out = bob_out.display().to_string();
+    let mut bob = shoal(
+        &server.url,
+        &[
+            "--max-download",
+            "0.1",
+            "room",
+            "join",
+            &code,
+            "--follow",
+            "--out",
+            &bob_out,
+            "--name",
+            "Bob",
+        ],
+    );
+    let waiting = host.wait_line(|l| l.starts_with("waiting for Bob (buffering, "));
+    println!("host: {waiting}");
+    wait_follow(&mut ana, |f| f.state == "paused");
+    // Bob gets the next seconds; the room plays on by itself.
+    host.wait_line(|l| l == "waiting for nobody");
+    host.wait_line(|l| l.starts_with("playback playing"));
+    wait_follow(&mut ana, |f| f.state == "playing");
+    wait_follow(&mut bob, |f| f.state == "playing" && in_step(f));
 
     // The host ends the room: members say so and exit 0.
     host.send_line("quit");

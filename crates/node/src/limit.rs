@@ -76,6 +76,11 @@ impl RateLimit {
         *lock(&self.0) = bytes_per_sec.map(|rate| Bucket::new(rate, Instant::now()));
     }
 
+    /// The cap now, bytes per second; `None` when there is none.
+    pub(crate) fn bytes_per_sec(&self) -> Option<u64> {
+        lock(&self.0).as_ref().map(|bucket| bucket.rate as u64)
+    }
+
     /// Waits until `bytes` may pass.
     pub(crate) async fn acquire(&self, bytes: usize) {
         let wait = match lock(&self.0).as_mut() {

@@ -341,6 +341,9 @@ impl Driver {
     }
 
     fn feed(&mut self, input: Input<'_>) {
+        // The node's download cap may change at any time (NodeHandle::set_limits).
+        self.swarm
+            .set_download_cap(self.spec.limits.download.bytes_per_sec());
         self.swarm.handle_input(input, Instant::now().into_std());
     }
 

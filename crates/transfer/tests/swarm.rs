@@ -606,6 +606,45 @@ fn a_piece_cancelled_and_asked_again_may_come_twice_but_not_three_times() {
     assert!(viewer.is_banned(&peer), "asked twice: {asked_twice}");
 }
 
+/// A download cap bounds what is asked for, not only what is read: at 0.1 MiB/s one link
+/// holds one piece requested (a second of the cap), where it would hold four uncapped.
+#[test]
+fn a_download_cap_bounds_the_requests_in_flight() {
+    let requests = |cap: Option<u64>| {
+        let (_, manifest) = content(2 * MIB, 21);
+        let t0 = std::time::Instant::now();
+        let mut viewer = Swarm::with_manifest(
+            manifest.clone(),
+            Bitfield::empty(manifest.layout().piece_count()),
+            SwarmConfig::default(),
+            t0,
+        );
+        viewer.set_download_cap(cap);
+        open_link_1(&mut viewer, NodeId::random(), t0);
+        let full = Bitfield::full(manifest.layout().piece_count());
+        let bitfield = WireMessage::Bitfield(full.as_bytes()).encode();
+        viewer.handle_input(
+            Input::Message {
+                link: LinkId(1),
+                data: &bitfield,
+            },
+            t0,
+        );
+        drain(&mut viewer)
+            .iter()
+            .filter(|o| {
+                matches!(o, Output::Transmit { message, .. }
+                if matches!(WireMessage::decode(message), Ok(WireMessage::Request(_))))
+            })
+            .count()
+    };
+    assert_eq!(requests(Some(100 * 1024)), 1);
+    assert_eq!(
+        requests(None),
+        SwarmConfig::default().initial_pipeline_pieces
+    );
+}
+
 /// A seeder swarm with one link from `node`, handshake done.
 fn seeder_with_link(manifest: &shoal_storage::Manifest, t0: std::time::Instant) -> Swarm {
     let mut swarm = Swarm::with_manifest(

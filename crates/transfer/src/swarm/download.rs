@@ -340,8 +340,18 @@ impl Swarm {
             .as_ref()
             .map(|m| f64::from(m.layout().piece_len()))
             .unwrap_or(1.0);
-        let want = l.rate_bps * self.config.pipeline_duration.as_secs_f64() / piece_len;
-        (want.ceil() as usize + 1).clamp(min, max)
+        let duration = self.config.pipeline_duration.as_secs_f64();
+        let want = l.rate_bps * duration / piece_len;
+        let depth = (want.ceil() as usize + 1).clamp(min, max);
+        match self.download_cap {
+            // The cap's share of this link, at least one piece.
+            Some(cap) => {
+                let links = self.links.len().max(1) as f64;
+                let capped = (cap as f64 * duration / piece_len / links).ceil() as usize;
+                depth.min(capped.max(1))
+            }
+            None => depth,
+        }
     }
 
     pub(super) fn fill_requests(&mut self, link: LinkId) {

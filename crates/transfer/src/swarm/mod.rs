@@ -33,6 +33,8 @@ const MAX_PENDING_HAVES: usize = 65_536;
 pub struct Swarm {
     info_hash: InfoHash,
     config: SwarmConfig,
+    /// [`Swarm::set_download_cap`].
+    download_cap: Option<u64>,
     manifest: Option<Manifest>,
     manifest_bytes: Option<Bytes>,
     have: Bitfield,
@@ -64,6 +66,7 @@ impl Swarm {
             info_hash,
             picker: Picker::new(config.picker_seed),
             config,
+            download_cap: None,
             manifest: None,
             manifest_bytes: None,
             have: Bitfield::empty(0),
@@ -121,6 +124,15 @@ impl Swarm {
     /// each once; empty before the manifest. For a player's piece map (issue 10, item 4).
     pub fn in_flight(&self) -> Vec<u32> {
         self.picker.in_flight()
+    }
+
+    /// The node's download cap, bytes per second (`None`: none). A link's pipeline holds at
+    /// most [`SwarmConfig::pipeline_duration`] of it, shared by the open links (at least one
+    /// piece each): a cap that delays *reads* lets pieces requested beyond it wait in the
+    /// receive queues, ahead of a critical piece requested later (a room member capped
+    /// below the video's bitrate waited minutes after a seek).
+    pub fn set_download_cap(&mut self, bytes_per_sec: Option<u64>) {
+        self.download_cap = bytes_per_sec;
     }
 
     /// Whether every piece is verified and written.
