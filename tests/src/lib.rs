@@ -313,16 +313,17 @@ pub fn ffmpeg_media(file_name: &str, args: &[&str]) -> PathBuf {
     out
 }
 
-/// A 640x360 H.264 MP4 of 60 s at about 2 Mbit/s (15 MB), `moov` at the front, a keyframe
-/// every second: a room's film.
-pub fn mp4_360p_60s() -> PathBuf {
+/// A 640x360 H.264 MP4 of 120 s at about 2 Mbit/s (30 MB), `moov` at the front, a keyframe
+/// every second: a room's film, long enough that a slow machine does not reach its end
+/// while the room tests play, seek, pause and wait.
+pub fn mp4_360p_120s() -> PathBuf {
     ffmpeg_media(
-        "360p-60s.mp4",
+        "360p-120s.mp4",
         &[
             "-f",
             "lavfi",
             "-i",
-            "testsrc2=duration=60:size=640x360:rate=25",
+            "testsrc2=duration=120:size=640x360:rate=25",
             "-c:v",
             "libx264",
             "-preset",
