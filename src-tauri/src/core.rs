@@ -634,6 +634,13 @@ impl AppCore {
                 }),
             }
         };
+        // A player with every byte on disk is not waiting for the network: WebKit's
+        // `buffered` can stay short of 2 s on a paused frame, and a room that waited for it
+        // while keeping it paused would wait until the timeout.
+        let mut player = player;
+        if progress >= 1.0 {
+            player.ready = true;
+        }
         let (tick, out, code) = {
             let mut room = lock(&self.room);
             let room = room.as_mut().ok_or_else(no_room)?;
