@@ -11,7 +11,7 @@
 use shoal_node::room::{
     Action, FollowConfig, HostSession, MemberSession, Outgoing, PlayerState, Report, WaitConfig,
 };
-use shoal_node::{MemberPlayback, NodeHandle, NodeId, RoomEvent, RoomInfo};
+use shoal_node::{NodeHandle, NodeId, RoomEvent, RoomInfo};
 
 use crate::dto::{PlayerAction, PlayerReport, Room, RoomMember, RoomTick, UiError};
 
@@ -124,18 +124,7 @@ impl AppRoom {
             ready: player.ready,
             rate: finite_or(player.rate, 1.0),
         };
-        let report = Report {
-            state: if !state.ready {
-                MemberPlayback::Buffering
-            } else if state.playing {
-                MemberPlayback::Playing
-            } else {
-                MemberPlayback::Paused
-            },
-            position_ms: state.position_ms,
-            progress,
-            name,
-        };
+        let report = Report::of(&state, progress, name);
         let (actions, out, host_position, drift, view, playing, host_wants) =
             match &mut self.session {
                 Session::Host(s) => {
@@ -179,14 +168,7 @@ impl AppRoom {
                     name: view.name_of(*id),
                     is_host: view.host == Some(*id),
                     is_me: self.me == Some(*id),
-                    state: s.state.map(|p| {
-                        match p {
-                            MemberPlayback::Playing => "playing",
-                            MemberPlayback::Paused => "paused",
-                            MemberPlayback::Buffering => "buffering",
-                        }
-                        .to_owned()
-                    }),
+                    state: s.state.map(|p| p.as_str().to_owned()),
                     position_ms: s.position_ms,
                     progress: s.progress,
                     drift_ms: s.drift_ms,

@@ -41,12 +41,7 @@ pub struct JoinOptions {
 }
 
 fn state_word(state: Option<MemberPlayback>) -> &'static str {
-    match state {
-        Some(MemberPlayback::Playing) => "playing",
-        Some(MemberPlayback::Paused) => "paused",
-        Some(MemberPlayback::Buffering) => "buffering",
-        None => "unknown",
-    }
+    state.map_or("unknown", MemberPlayback::as_str)
 }
 
 fn secs(ms: f64) -> String {
@@ -200,16 +195,7 @@ pub async fn host(
             ready: true,
             rate: current.rate,
         };
-        let report = Report {
-            state: if playing_now {
-                MemberPlayback::Playing
-            } else {
-                MemberPlayback::Paused
-            },
-            position_ms: player.position_ms,
-            progress: 1.0,
-            name: options.name.clone(),
-        };
+        let report = Report::of(&player, 1.0, options.name.clone());
         let out = session.outgoing(now, &report, &player);
         send_all(node, &info.code, out).await?;
     }
@@ -377,18 +363,7 @@ pub async fn join(
                 rate: 1.0,
             },
         };
-        let report = Report {
-            state: if !player_state.ready {
-                MemberPlayback::Buffering
-            } else if player_state.playing {
-                MemberPlayback::Playing
-            } else {
-                MemberPlayback::Paused
-            },
-            position_ms: player_state.position_ms,
-            progress,
-            name: options.name.clone(),
-        };
+        let report = Report::of(&player_state, progress, options.name.clone());
         let out = session.outgoing(now, &report, &player_state);
         send_all(node, &info.code, out).await?;
         if player.is_some() && now >= next_line {

@@ -181,6 +181,25 @@ pub struct Report {
     pub name: Option<String>,
 }
 
+impl Report {
+    /// What a player in `player`'s state says: buffering when it is not ready, else
+    /// playing or paused.
+    pub fn of(player: &PlayerState, progress: f64, name: Option<String>) -> Self {
+        Self {
+            state: if !player.ready {
+                MemberPlayback::Buffering
+            } else if player.playing {
+                MemberPlayback::Playing
+            } else {
+                MemberPlayback::Paused
+            },
+            position_ms: player.position_ms,
+            progress,
+            name,
+        }
+    }
+}
+
 /// Sends `member_state` once a second, and at once when the state changes.
 #[derive(Debug, Clone, Default)]
 struct Reporter {

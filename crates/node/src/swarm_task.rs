@@ -341,10 +341,15 @@ impl Driver {
     }
 
     fn feed(&mut self, input: Input<'_>) {
-        // The node's download cap may change at any time (NodeHandle::set_limits).
+        self.swarm.handle_input(input, Instant::now().into_std());
+    }
+
+    /// Tells the swarm the node's download cap, which may change at any time
+    /// (`NodeHandle::set_limits`): read at start and every progress tick (250 ms), not on
+    /// every message.
+    fn refresh_download_cap(&mut self) {
         self.swarm
             .set_download_cap(self.spec.limits.download.bytes_per_sec());
-        self.swarm.handle_input(input, Instant::now().into_std());
     }
 
     async fn run(
@@ -355,6 +360,7 @@ impl Driver {
     ) {
         let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.refresh_download_cap();
         loop {
             let deadline = self.drain();
             self.publish();
@@ -390,7 +396,10 @@ impl Driver {
                     None => readers = None,
                 },
                 _ = tokio::time::sleep_until(Instant::from_std(deadline)) => self.feed(Input::Timeout),
-                _ = progress.tick() => self.on_tick(),
+                _ = progress.tick() => {
+                    self.refresh_download_cap();
+                    self.on_tick();
+                }
             }
         }
     }

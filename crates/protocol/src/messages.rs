@@ -223,6 +223,17 @@ pub enum MemberPlayback {
     Buffering,
 }
 
+impl MemberPlayback {
+    /// Its name on the wire: `playing`, `paused` or `buffering`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Playing => "playing",
+            Self::Paused => "paused",
+            Self::Buffering => "buffering",
+        }
+    }
+}
+
 /// What a room member says through the room (docs/protocol.md §8; issue 11, seed 000's room
 /// module). The server relays it with the sender stamped; the kinds marked "host only" are
 /// refused from any other member with `not_host`. Times are milliseconds; `at_ms`, `t1` and
