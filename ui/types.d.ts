@@ -154,6 +154,8 @@ interface RoomTick {
   playing: boolean;
   /** The host pressed play (the room may wait for someone). */
   hostWantsPlaying: boolean;
+  /** When to tick next, ms from now (0-100): sooner when the player must start on time. */
+  nextTickMs: number;
 }
 
 /** What `watch` answers: where the in-app player reads a file. */

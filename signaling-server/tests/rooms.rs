@@ -8,7 +8,9 @@
 //! - the host's leaving ends the room for everyone; an unknown code is `unknown_room`;
 //! - guessing codes is rate-limited per connection and per address;
 //! - the host's connection dropping keeps the room for the grace, the host key takes it back
-//!   from a new connection, and a host that does not come back ends it.
+//!   from a new connection, and a host that does not come back ends it;
+//! - a member whose connection drops leaves the room, and rejoining by code (on a new
+//!   connection) finds it as the host left it: the host, the members, the last playback.
 
 mod common;
 
@@ -247,4 +249,57 @@ async fn a_host_that_reconnects_keeps_its_room_and_one_that_does_not_ends_it() {
         }
         other => panic!("expected room_closed, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_member_that_reconnects_finds_the_room_as_the_host_left_it() {
+    let server = ServerProcess::start(&[]);
+    let mut host = Client::joined(&server.url).await;
+    host.send_json(
+        serde_json::json!({"type": "create_room", "info_hash": hash(4), "request_id": 1}),
+    )
+    .await;
+    let room = joined_room(&mut host, 1).await;
+    host.send_json(
+        serde_json::json!({"type": "room_send", "room": room.code, "body": playback(5_000.0)}),
+    )
+    .await;
+    let mut member = Client::joined(&server.url).await;
+    member
+        .send_json(serde_json::json!({"type": "join_room", "room": room.code, "request_id": 2}))
+        .await;
+    joined_room(&mut member, 2).await;
+    assert_eq!(members(&mut host).await.1, [host.id(), member.id()]);
+
+    // The member's connection drops: it is gone from the room, which goes on.
+    drop(member);
+    assert_eq!(members(&mut host).await, (Some(host.id()), vec![host.id()]));
+    // The host seeks while the member is away.
+    host.send_json(
+        serde_json::json!({"type": "room_send", "room": room.code, "body": playback(60_000.0)}),
+    )
+    .await;
+
+    // Back on a new connection, by the same code: the room's host, members and the playback
+    // the host sent while it was away.
+    let mut back = Client::joined(&server.url).await;
+    back.send_json(serde_json::json!({"type": "join_room", "room": room.code, "request_id": 3}))
+        .await;
+    let seen = joined_room(&mut back, 3).await;
+    assert_eq!(seen.host, Some(host.id()));
+    assert_eq!(seen.members, [host.id(), back.id()]);
+    assert!(
+        matches!(seen.playback, Some(RoomBody::Playback { position_ms, .. }) if position_ms == 60_000.0),
+        "{:?}",
+        seen.playback
+    );
+    assert_eq!(members(&mut host).await.1, [host.id(), back.id()]);
+    // Its reports reach the host again, from its new id.
+    back.send_json(serde_json::json!({"type": "room_send", "room": room.code,
+        "body": {"kind": "member_state", "state": "playing", "position_ms": 60_100.0,
+                 "progress": 1.0}}))
+        .await;
+    let (from, body) = room_message(&mut host).await;
+    assert_eq!(from, back.id());
+    assert!(matches!(body, RoomBody::MemberState { .. }));
 }

@@ -223,13 +223,22 @@ pub async fn watch(core: Core<'_>, info_hash: String) -> Result<Watch, UiError> 
 /// Opens a room watching a file this app shares, as its host (issue 11).
 #[tauri::command]
 pub async fn create_room(core: Core<'_>, info_hash: String) -> Result<Room, UiError> {
-    core.inner().create_room(self::info_hash(&info_hash)?).await
+    tracing::debug!(%info_hash, "create_room");
+    let result = core.inner().create_room(self::info_hash(&info_hash)?).await;
+    if let Err(e) = &result {
+        core.log("warn", format!("Cannot open a room: {}", e.message));
+    }
+    result
 }
 
 /// Joins a room by code or link.
 #[tauri::command]
 pub async fn join_room(core: Core<'_>, room: String) -> Result<Room, UiError> {
-    core.inner().join_room(&room).await
+    let result = core.inner().join_room(&room).await;
+    if let Err(e) = &result {
+        core.log("warn", format!("Cannot join the room: {}", e.message));
+    }
+    result
 }
 
 /// Leaves the room (the host ends it).

@@ -500,27 +500,38 @@ impl AppCore {
         self.save_transfers(&view);
     }
 
-    /// Opens a room watching a file this app shares, as its host; leaves any other room.
+    /// Opens a room watching a file, as its host: one this app shares, or one on the
+    /// network (its download starts, as `watch`). Leaves any other room.
     ///
     /// # Errors
-    /// `unknown_share` when the file is not shared here; the node's errors.
+    /// `unknown_file` when the file is neither shared here nor on the network; the node's
+    /// errors; `watch`'s.
     pub async fn create_room(
         self: &Arc<Self>,
         info_hash: InfoHash,
     ) -> Result<crate::dto::Room, UiError> {
-        let name = lock(&self.view)
+        let shared = lock(&self.view)
             .shares
             .get(&info_hash)
             .filter(|s| s.missing.is_none())
-            .map(|s| s.name.clone())
-            .ok_or_else(|| {
-                UiError::new(
-                    "unknown_share",
-                    "Share the file first, then open a room for it",
-                )
-            })?;
-        self.leave_room().await;
+            .map(|s| s.name.clone());
         let node = self.node();
+        // A file of one's own, or one on the network: the host then watches it while it
+        // downloads, and the room waits for the host's player like a member's.
+        let name = match shared {
+            Some(name) => name,
+            None => match node.lookup(info_hash).await {
+                Ok(Some(file)) => shoal_node::text::inert(&file.name, 255).into_owned(),
+                _ => {
+                    return Err(UiError::new(
+                        "unknown_file",
+                        "Nobody on the network shares this file now: share it, or pick one \
+                         from the Network list",
+                    ));
+                }
+            },
+        };
+        self.leave_room().await;
         let info = node.create_room(info_hash).await?;
         let me = node.node_id().await?;
         let watch = self.watch(info_hash).await?;
@@ -619,20 +630,18 @@ impl AppCore {
     ) -> Result<crate::dto::RoomTick, UiError> {
         let node = self.node();
         let name = Some(self.settings().display_name).filter(|n| !n.is_empty());
-        let progress = {
-            let transfer = lock(&self.room)
-                .as_ref()
-                .and_then(|r| r.info.watch.transfer);
-            match transfer {
-                None => 1.0,
-                Some(id) => lock(&self.view).transfers.get(&id).map_or(0.0, |t| {
-                    if t.state == TransferState::Completed {
-                        1.0
-                    } else {
-                        t.bytes_done as f64 / t.len_bytes.max(1) as f64
-                    }
-                }),
-            }
+        let transfer = lock(&self.room)
+            .as_ref()
+            .and_then(|r| r.info.watch.transfer);
+        let progress = match transfer {
+            None => 1.0,
+            Some(id) => lock(&self.view).transfers.get(&id).map_or(0.0, |t| {
+                if t.state == TransferState::Completed {
+                    1.0
+                } else {
+                    t.bytes_done as f64 / t.len_bytes.max(1) as f64
+                }
+            }),
         };
         // A player with every byte on disk is not waiting for the network: WebKit's
         // `buffered` can stay short of 2 s on a paused frame, and a room that waited for it
@@ -640,6 +649,18 @@ impl AppCore {
         let mut player = player;
         if progress >= 1.0 {
             player.ready = true;
+        } else if !player.ready
+            && !player.playing
+            && !player.seeking
+            && let Some(transfer) = transfer.and_then(|id| self.node_transfer(id))
+            && let Ok(map) = node.piece_map(transfer).await
+        {
+            // Nor is a paused one whose next seconds are here by the file's average
+            // bitrate (twice the player's own 2 s, for a bitrate that varies); once it plays
+            // and runs dry it says so again.
+            player.ready = map
+                .covers_secs(player.position_ms / 1000.0, 4.0)
+                .unwrap_or(false);
         }
         let (tick, out, code) = {
             let mut room = lock(&self.room);
@@ -1158,9 +1179,19 @@ impl AppCore {
                 if let Some(room) = lock(&self.room).as_mut() {
                     room.on_event(&event, now);
                 }
-                if let shoal_node::RoomEvent::Refused { reason } = event {
-                    drop(view);
-                    self.log("warn", format!("The room refused a message: {reason}"));
+                match event {
+                    shoal_node::RoomEvent::Refused { reason } => {
+                        drop(view);
+                        self.log("warn", format!("The room refused a message: {reason}"));
+                    }
+                    shoal_node::RoomEvent::Rejoined { room, .. } => {
+                        drop(view);
+                        self.log(
+                            "info",
+                            format!("Back in room {} after a reconnect", room.code),
+                        );
+                    }
+                    _ => {}
                 }
             }
             NodeEvent::UploadProgress(p) => {

@@ -395,6 +395,9 @@ pub struct RoomTick {
     pub playing: bool,
     /// The host asked for playing (the room may be held for a member).
     pub host_wants_playing: bool,
+    /// When to tick next, ms from now (0 to 100): sooner than the usual 100 ms when the
+    /// player must start on time (the end of a hold after a seek, a play command's start).
+    pub next_tick_ms: f64,
 }
 
 /// `PieceMap`: which bytes of a download are here, on their way or missing, as

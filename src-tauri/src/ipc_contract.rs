@@ -416,6 +416,7 @@ fn rust_shapes() -> BTreeMap<String, Shape> {
                 drift_ms: None,
                 playing: true,
                 host_wants_playing: true,
+                next_tick_ms: 100.0,
             })),
         ),
         ("PeerInfo".into(), Shape::Object(keys(&peer))),

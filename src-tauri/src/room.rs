@@ -67,6 +67,11 @@ impl AppRoom {
 
     /// A room event from the node.
     pub fn on_event(&mut self, event: &RoomEvent, now_ms: f64) {
+        if let RoomEvent::Rejoined { room, me } = event
+            && room.code == self.info.code
+        {
+            self.me = Some(*me);
+        }
         match &mut self.session {
             Session::Host(s) => {
                 s.on_event(event, now_ms);
@@ -125,7 +130,7 @@ impl AppRoom {
             rate: finite_or(player.rate, 1.0),
         };
         let report = Report::of(&state, progress, name);
-        let (actions, out, host_position, drift, view, playing, host_wants) =
+        let (actions, out, host_position, drift, view, playing, host_wants, wake) =
             match &mut self.session {
                 Session::Host(s) => {
                     s.tick(now_ms);
@@ -141,6 +146,7 @@ impl AppRoom {
                         s.view().clone(),
                         current.playing,
                         s.wants_playing(),
+                        s.next_wake_ms(),
                     )
                 }
                 Session::Member(s) => {
@@ -155,9 +161,20 @@ impl AppRoom {
                         s.view().clone(),
                         host_state.is_some_and(|h| h.playing),
                         host_state.is_some_and(|h| h.playing),
+                        s.next_wake_ms(),
                     )
                 }
             };
+        if !actions.is_empty() {
+            tracing::debug!(
+                ?actions,
+                position_ms = state.position_ms,
+                playing = state.playing,
+                ready = state.ready,
+                ?host_position,
+                "room player"
+            );
+        }
         let members = view
             .members
             .iter()
@@ -196,8 +213,23 @@ impl AppRoom {
             drift_ms: drift,
             playing,
             host_wants_playing: host_wants,
+            next_tick_ms: next_tick_ms(wake - now_ms),
         };
         (tick, out)
+    }
+}
+
+/// The page's usual tick, ms.
+const TICK_MS: f64 = 100.0;
+
+/// When the page should tick next for a session that wants to wake in `wake_in_ms`: then,
+/// if that is within the usual tick; a wake already due (a player still seeking past its
+/// hold) is left to the usual tick, so nothing spins.
+fn next_tick_ms(wake_in_ms: f64) -> f64 {
+    if wake_in_ms > 0.0 && wake_in_ms < TICK_MS {
+        wake_in_ms
+    } else {
+        TICK_MS
     }
 }
 

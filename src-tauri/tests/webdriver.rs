@@ -27,6 +27,12 @@
 //!   of the file; a seek to 80 % plays; "Open in external player" starts the desktop's
 //!   default player for the type on a stream URL that serves the file's bytes; a video the
 //!   web view freezes on gets a message with that button.
+//! - Rooms (issue 11): three apps, the host's and two viewers', on a real MP4 (join by code;
+//!   play, seek to 60 %, pause and play followed within 100 ms; a viewer's own play refused;
+//!   a viewer capped below the bitrate makes the room wait, then it plays on; the host's
+//!   leaving closes the room); a room opened from a Network row for a film the app does not
+//!   have waits for the host's own download, and a headless `shoal room join` member plays
+//!   in step.
 //!
 //! Screenshots of every step go to `target/shoal-e2e-screens/`. `SHOAL_TEST_APP_LOG=<dir>`
 //! keeps each app's log (with `RUST_LOG` as set) in `<dir>/app-<name>.log`.
@@ -1770,7 +1776,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// itself; the host's leaving closes the viewers' room. Prints the steady drift (p50/p95)
 /// and the time from the seek until the viewer is within 100 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky on CI (2 of 4 runs): after the host's pause and play the viewer stayed paused, the room held for it; a fix (a player with the whole file is ready) is in, not yet verified here"]
 async fn a_room_plays_in_step_on_three_apps() {
     let media = shoal_e2e::mp4_360p_120s();
     let root = tempfile::tempdir().unwrap();
@@ -1846,9 +1851,14 @@ async fn a_room_plays_in_step_on_three_apps() {
     // Steady state: the drift the room measures, once a second.
     // A sample on a held frame (the follower pauses to seek ahead and holds the frame
     // until the host reaches it, when the drift passed 100 ms) counts as a hold.
+    // 20 s by default; `SHOAL_ROOM_DRIFT_SECS=60` for the issue's 60 s figure.
+    let secs: u64 = std::env::var("SHOAL_ROOM_DRIFT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     let (mut drifts, mut holds) = (Vec::new(), 0);
     let sampling = Instant::now();
-    for second in 1..=20u64 {
+    for second in 1..=secs {
         tokio::time::sleep_until((sampling + Duration::from_secs(second)).into()).await;
         let (_, paused, drift) = room_player(&ana).await;
         match (paused, drift) {
@@ -1856,7 +1866,10 @@ async fn a_room_plays_in_step_on_three_apps() {
             _ => holds += 1,
         }
     }
-    assert!(holds <= 4, "Ana was held in {holds} of 20 samples");
+    assert!(
+        holds <= secs / 5,
+        "Ana was held in {holds} of {secs} samples"
+    );
     drifts.sort_by(f64::total_cmp);
     println!(
         "steady drift over {} samples a second apart ({holds} more on a held frame): p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
@@ -1928,4 +1941,103 @@ async fn a_room_plays_in_step_on_three_apps() {
     for app in [host, ana, bob] {
         app.quit().await;
     }
+}
+
+/// Waits, off the async workers, for a `follow` line of a headless member satisfying `pred`.
+async fn member_follows(
+    member: shoal_e2e::Proc,
+    pred: impl Fn(&shoal_e2e::Follow) -> bool + Send + 'static,
+) -> (shoal_e2e::Proc, shoal_e2e::Follow) {
+    tokio::task::spawn_blocking(move || {
+        let mut member = member;
+        let line = member.wait_line(|l| shoal_e2e::parse_follow(l).is_some_and(|f| pred(&f)));
+        let follow = shoal_e2e::parse_follow(&line).unwrap();
+        (member, follow)
+    })
+    .await
+    .unwrap()
+}
+
+/// Issue 11, item 5: a room opened from a Network row, for a film this app does not have.
+/// The app (its downloads capped at 0.1 MiB/s, below the film's bitrate of about 0.24)
+/// hosts it while it downloads; a headless member (`shoal room join --follow`) joins by
+/// code. The room waits for the host's own player ("Waiting for Host"), the member plays
+/// once the room does, in step, and the host's leaving ends the member's room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_opened_from_a_network_row_waits_for_its_hosts_download() {
+    let media = shoal_e2e::mp4_360p_120s();
+    let root = tempfile::tempdir().unwrap();
+    let server = shoal_e2e::SignalServer::start();
+    let (_seeder, hashes) = shoal_e2e::seed_with(&server.url, &[&media], &[]);
+    let config = root.path().join("config");
+    write_settings(
+        &config,
+        serde_json::json!({"host": false, "serverUrl": server.url,
+                           "downloadDir": root.path().join("dl"), "displayName": "Host",
+                           "maxDownloadMiBps": 0.1}),
+    );
+    let app = App::start("room-from-network", &config).await;
+    app.wait_css("#connection[data-state='connected']").await;
+    // Clicked in the page: a list that re-renders under load can move the row between
+    // WebDriver's locating the button and its pointer click.
+    let open = format!(
+        ".network-file[data-info-hash='{}'] button.open-room:not([disabled])",
+        hashes[0]
+    );
+    app.wait_css(&open).await;
+    app.client
+        .execute(
+            "document.querySelector(arguments[0]).click();",
+            vec![open.into()],
+        )
+        .await
+        .unwrap();
+    let code = app
+        .wait_text("#room-code-chip code", |t| t.len() == 9)
+        .await;
+    app.wait_css("#room:not([hidden]) #room-controls:not([hidden])")
+        .await;
+
+    let member_dir = root.path().join("member");
+    std::fs::create_dir(&member_dir).unwrap();
+    let member = shoal_e2e::shoal(
+        &server.url,
+        &[
+            "room",
+            "join",
+            &code,
+            "--follow",
+            "--name",
+            "Ana",
+            "--out",
+            &member_dir.display().to_string(),
+        ],
+    );
+    app.wait_count("#room-members li", 2).await;
+    // Play: the room holds for the host's own player, then plays; the member follows.
+    app.click("#room-play").await;
+    let waiting = app
+        .wait_text("#room-status", |t| t.starts_with("Waiting for Host"))
+        .await;
+    println!("host: {waiting}");
+    app.screenshot("room-network-waiting-for-host").await;
+    let (member, f) = member_follows(member, |f| {
+        f.state == "playing" && f.position_s > 1.0 && f.drift_ms.is_some_and(|d| d.abs() <= 100.0)
+    })
+    .await;
+    println!("member: {f:?}");
+    wait_room_player(&app, "playing", |t, paused, _| !paused && t > 1.0).await;
+    app.screenshot("room-network-playing").await;
+
+    // The host leaves: the member's room ends and it exits 0.
+    app.click("#room-leave").await;
+    let (ok, _, lines) = tokio::task::spawn_blocking(move || member.finish())
+        .await
+        .unwrap();
+    assert!(ok, "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("room ended")),
+        "{lines:#?}"
+    );
+    app.quit().await;
 }

@@ -204,6 +204,88 @@ impl Drop for Proc {
     }
 }
 
+/// One `follow` line of `shoal room join --follow` (stderr), e.g.
+/// `follow position 61.503 s host 61.500 s drift +3 ms playing`.
+#[derive(Debug, Clone)]
+pub struct Follow {
+    /// The member's player's position, s.
+    pub position_s: f64,
+    /// Its position minus the host's, ms; `None` before the clock is known.
+    pub drift_ms: Option<f64>,
+    /// `playing`, `paused` or `buffering`.
+    pub state: String,
+}
+
+/// Parses a [`Follow`] line; `None` for any other line.
+pub fn parse_follow(line: &str) -> Option<Follow> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.first() != Some(&"follow") || words.len() < 11 {
+        return None;
+    }
+    Some(Follow {
+        position_s: words[2].parse().ok()?,
+        drift_ms: words[8].parse::<f64>().ok(),
+        state: words.last()?.to_string(),
+    })
+}
+
+/// A TCP relay on 127.0.0.1 in front of another address (a signaling server), whose open
+/// connections a test can cut at once, as a network that drops them would: new connections
+/// go through again.
+pub struct CutProxy {
+    /// `127.0.0.1:<port>` to connect to instead of the target.
+    pub addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl CutProxy {
+    /// Relays every connection to `target` (`host:port`).
+    pub fn start(target: &str) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let target = target.to_owned();
+        let keep = open.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                {
+                    let mut open = keep.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                let pump = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                pump(client, server);
+                pump(s2, c2);
+            }
+        });
+        Self { addr, open }
+    }
+
+    /// `ws://<addr>`: the target's WebSocket URL through the relay.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Closes every connection open now (both directions, both ends).
+    pub fn cut(&self) {
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
 /// A running `shoal-signal` on 127.0.0.1 with a free port.
 pub struct SignalServer {
     /// The process.

@@ -5,7 +5,9 @@
 //!   the host's position each time;
 //! - a member whose download is capped below the video's bitrate makes the room wait for it
 //!   ("waiting for Bob (buffering, N %)") and the room plays on by itself once it has data;
-//! - the host's `quit` ends the room; the member says so and exits 0.
+//! - the host's `quit` ends the room; the member says so and exits 0;
+//! - a member whose signaling connection drops joins the room again by itself and follows
+//!   a seek the host made meanwhile.
 //!
 //! Prints the member's drift while it follows and the time from the host's seek until the
 //! member is within 100 ms.
@@ -14,29 +16,7 @@
 
 use std::time::Instant;
 
-use shoal_e2e::{Proc, SignalServer, shoal};
-
-/// One `follow` line of `shoal room join --follow`.
-#[derive(Debug)]
-struct Follow {
-    position_s: f64,
-    drift_ms: Option<f64>,
-    state: String,
-}
-
-/// `follow position 61.503 s host 61.500 s drift +3 ms playing`
-fn parse_follow(line: &str) -> Option<Follow> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    if words.first() != Some(&"follow") || words.len() < 11 {
-        return None;
-    }
-    let drift_ms = words[8].parse::<f64>().ok();
-    Some(Follow {
-        position_s: words[2].parse().ok()?,
-        drift_ms,
-        state: words.last()?.to_string(),
-    })
-}
+use shoal_e2e::{Follow, Proc, SignalServer, parse_follow, shoal};
 
 /// Waits for a follow line satisfying `pred`; returns it.
 fn wait_follow(member: &mut Proc, mut pred: impl FnMut(&Follow) -> bool) -> Follow {
@@ -163,4 +143,58 @@ fn members_follow_the_hosts_play_seek_and_pause_and_the_room_waits_for_a_slow_me
         lines.iter().any(|l| l.starts_with("room ended")),
         "{lines:#?}"
     );
+}
+
+/// A member's signaling connection drops while the server stays up (a relay in front of the
+/// server cuts it): the member's node reconnects, joins the room again under its new id,
+/// and follows a seek the host made meanwhile; the host hears of it again.
+#[test]
+fn a_member_whose_signaling_connection_drops_joins_again_and_follows_on() {
+    let media = shoal_e2e::mp4_360p_120s();
+    let server = SignalServer::start();
+    let (authority, path) = match server.url.trim_start_matches("ws://").split_once('/') {
+        Some((a, p)) => (a.to_owned(), format!("/{p}")),
+        None => (
+            server.url.trim_start_matches("ws://").to_owned(),
+            String::new(),
+        ),
+    };
+    let relay = shoal_e2e::CutProxy::start(&authority);
+    let media_arg = media.display().to_string();
+    let mut host = shoal(&server.url, &["room", "host", &media_arg, "--name", "Host"]);
+    let code = host.stdout_lines(2)[0]
+        .strip_prefix("room ")
+        .unwrap()
+        .to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let out_arg = out.path().display().to_string();
+    let mut ana = shoal(
+        &format!("{}{path}", relay.ws_url()),
+        &[
+            "room", "join", &code, "--follow", "--name", "Ana", "--out", &out_arg,
+        ],
+    );
+    assert_eq!(ana.stdout_lines(1), [format!("room {code}")]);
+    host.wait_line(|l| l.starts_with("member Ana paused"));
+    host.send_line("play");
+    wait_follow(&mut ana, |f| {
+        f.state == "playing" && f.position_s >= 1.0 && in_step(f)
+    });
+    host.wait_line(|l| l.starts_with("member Ana playing"));
+
+    // The relay cuts Ana's connection to the server; her node connects again by itself.
+    relay.cut();
+    ana.wait_line(|l| l == format!("rejoined room {code} after a reconnect"));
+    host.send_line("seek 50%");
+    let f = wait_follow(&mut ana, |f| {
+        f.state == "playing" && f.position_s >= 60.0 && in_step(f)
+    });
+    println!("after the reconnect and a seek to 50 %: {f:?}");
+    assert!(f.position_s < 75.0, "{f:?}");
+    host.wait_line(|l| l.starts_with("member Ana playing"));
+
+    host.send_line("quit");
+    assert!(host.finish().0);
+    let (ok, _, lines) = ana.finish();
+    assert!(ok, "{lines:#?}");
 }

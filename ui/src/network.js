@@ -8,6 +8,7 @@ import { CATEGORY_LABEL, humanSize } from "./format.js";
 import { icon } from "./icons.js";
 import { toast } from "./toast.js";
 import { isDownloading, onTransfersChanged, startPending } from "./transfers.js";
+import { createRoom } from "./room.js";
 import { watchFile } from "./viewer.js";
 
 const searchEl = byId("network-search", HTMLInputElement);
@@ -143,6 +144,13 @@ function updateButtons() {
       watch.title = watch.disabled ? "Not connected: wait for Shoal to reconnect"
         : row.dataset.mine === "true" ? "Play your copy" : "Play it while it downloads";
     }
+    const room = row.querySelector("button.open-room");
+    if (room instanceof HTMLButtonElement) {
+      // A room lives on the server: it needs the connection.
+      room.disabled = stale;
+      room.title = stale ? "Not connected: wait for Shoal to reconnect"
+        : "Watch together: open a room";
+    }
     const button = row.querySelector("button.download");
     if (!(button instanceof HTMLButtonElement)) continue;
     const hash = row.dataset.infoHash ?? "";
@@ -176,6 +184,15 @@ function fileRow(file) {
     ? h("button", { type: "button", class: "button watch", "aria-label": `Watch ${file.name}` }, [icon("play"), h("span", { text: "Watch" })])
     : null;
   watch?.addEventListener("click", () => void watchFile(file));
+  const room = playable
+    ? h("button", {
+      type: "button",
+      class: "icon-button small open-room",
+      title: "Watch together: open a room",
+      "aria-label": `Open a room for ${file.name}`,
+      onclick: () => void createRoom(file.infoHash),
+    }, [icon("users")])
+    : null;
   const holders = holdersText(file);
   return h("li", {
     class: "item network-file",
@@ -192,7 +209,7 @@ function fileRow(file) {
         file.mine ? h("span", { class: "mine-note", text: "Shared by you" }) : null,
       ]),
     ]),
-    h("div", { class: "item-actions" }, [watch, button]),
+    h("div", { class: "item-actions" }, [room, watch, button]),
   ]);
 }
 

@@ -25,7 +25,7 @@ const membersEl = byId("room-members", HTMLElement);
 const joinForm = byId("room-join-form", HTMLFormElement);
 const joinInput = byId("room-join-code", HTMLInputElement);
 
-/** How often the player's state goes to the room, ms. */
+/** How often the player's state goes to the room, ms (sooner when the room says). */
 const TICK_MS = 100;
 
 /** @type {Room | null} */
@@ -70,11 +70,12 @@ export function showRoom(room) {
   videoEl.src = room.watch.url;
   videoEl.dataset.role = room.isHost ? "host" : "member";
   roomEl.hidden = false;
-  if (timer === null) timer = window.setInterval(tick, TICK_MS);
+  // A tick under way schedules the next itself.
+  if (timer === null && !ticking) schedule(0);
 }
 
 function hideRoom() {
-  if (timer !== null) window.clearInterval(timer);
+  if (timer !== null) window.clearTimeout(timer);
   timer = null;
   current = null;
   videoEl.pause();
@@ -110,9 +111,24 @@ function isReady() {
   return false;
 }
 
+/**
+ * Ticks again in `ms`.
+ * @param {number} ms
+ */
+function schedule(ms) {
+  if (timer !== null) window.clearTimeout(timer);
+  timer = window.setTimeout(() => {
+    timer = null;
+    void tick();
+  }, Math.max(0, ms));
+}
+
 async function tick() {
   if (!current || ticking) return;
   ticking = true;
+  // The room may ask for the next tick sooner: a held player must start on time, and a
+  // tick up to 100 ms late would start it that late.
+  let next = TICK_MS;
   try {
     /** @type {PlayerReport} */
     const player = {
@@ -124,6 +140,7 @@ async function tick() {
     };
     const answer = await api.roomTick(player);
     if (!current) return;
+    next = Math.min(TICK_MS, answer.nextTickMs);
     for (const action of answer.actions) apply(action);
     render(answer);
   } catch (e) {
@@ -132,6 +149,7 @@ async function tick() {
     }
   } finally {
     ticking = false;
+    if (current) schedule(next);
   }
 }
 
@@ -197,7 +215,7 @@ function memberRow(m) {
 }
 
 /**
- * Opens a room for a file this app shares.
+ * Opens a room for a file this app shares or one on the network, as its host.
  * @param {string} infoHash
  */
 export async function createRoom(infoHash) {

@@ -335,6 +335,10 @@ const NOTICE_CLEAR_MS = 2000;
  * of an MPEG-1 program stream): when the time stops moving while the element plays, say so
  * under the player and offer another app. The notice goes when playback moves again. While a
  * download plays, a player short of data is buffering, not failing: no notice then.
+ * Before the notice, one seek to where it stands: WebKitGTK's player sometimes stays frozen
+ * on the target frame of a seek made while the file was downloading, with every byte
+ * there (seen in the watch WebDriver test under load, 2 runs of 5); a seek restarts its
+ * pipeline. A file that still stands after that gets the notice.
  * @param {HTMLMediaElement} media
  * @param {() => HTMLElement} opener
  * @param {string} what
@@ -347,6 +351,8 @@ function watchProgress(media, opener, what, stream) {
   let movingSince = null;
   /** @type {HTMLElement | null} */
   let notice = null;
+  /** Where a seek last tried to restart a frozen player. @type {number | null} */
+  let kickedAt = null;
   const drop = () => {
     if (notice) {
       notice.remove();
@@ -378,6 +384,13 @@ function watchProgress(media, opener, what, stream) {
       return;
     }
     movingSince = null;
+    if (!notice && now - since > STALL_MS && kickedAt !== media.currentTime) {
+      kickedAt = media.currentTime;
+      since = now;
+      console.warn(`player stood still at ${media.currentTime} s; seeking there to restart it`);
+      media.currentTime = media.currentTime;
+      return;
+    }
     if (!notice && now - since > STALL_MS) {
       notice = h("div", { class: "viewer-notice", role: "alert" }, [
         icon("alert"),

@@ -96,14 +96,23 @@ fn say_changes(before: &RoomView, after: &RoomView) {
     }
 }
 
-/// Sends what a session wants sent.
+/// Sends what a session wants sent. Offline, it is dropped: the node joins the room again
+/// when it reconnects, and what matters is said again then (a member's state once a
+/// second, the host's playback on rejoining).
 async fn send_all(
     node: &NodeHandle,
     code: &str,
     out: Vec<shoal_node::room::Outgoing>,
 ) -> anyhow::Result<()> {
     for (to, body) in out {
-        node.room_send(code, to, body).await?;
+        match node.room_send(code, to, body).await {
+            Ok(()) => {}
+            Err(shoal_node::NodeError::NotConnected { .. }) => {
+                tracing::debug!("room message dropped while reconnecting");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -159,8 +168,14 @@ pub async fn host(
             },
             event = events.recv() => match event {
                 Some(NodeEvent::Room(event)) => {
-                    if let RoomEvent::Refused { reason } = &event {
-                        eprintln!("refused: {}", inert(reason, usize::MAX));
+                    match &event {
+                        RoomEvent::Refused { reason } => {
+                            eprintln!("refused: {}", inert(reason, usize::MAX));
+                        }
+                        RoomEvent::Rejoined { room, .. } => {
+                            eprintln!("rejoined room {} after a reconnect", room.code);
+                        }
+                        _ => {}
                     }
                     session.on_event(&event, node.clock_ms());
                 }
@@ -300,8 +315,14 @@ pub async fn join(
         tokio::select! {
             event = events.recv() => match event {
                 Some(NodeEvent::Room(event)) => {
-                    if let RoomEvent::Refused { reason } = &event {
-                        eprintln!("refused: {}", inert(reason, usize::MAX));
+                    match &event {
+                        RoomEvent::Refused { reason } => {
+                            eprintln!("refused: {}", inert(reason, usize::MAX));
+                        }
+                        RoomEvent::Rejoined { room, .. } => {
+                            eprintln!("rejoined room {} after a reconnect", room.code);
+                        }
+                        _ => {}
                     }
                     session.on_event(&event, node.clock_ms());
                 }

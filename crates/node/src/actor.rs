@@ -1,7 +1,7 @@
 //! The node's actor: owns shares, downloads, pending server requests and the peer connections
 //! being set up; routes signaling messages; starts swarm tasks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,6 +101,8 @@ enum Pending {
         reply: oneshot::Sender<Result<TransferId, NodeError>>,
     },
     Refresh(TransferId),
+    /// Joining a room again after a reconnect: its code.
+    Rejoin(String),
 }
 
 /// Which side of the offer/answer exchange a new peer connection is on.
@@ -172,6 +174,9 @@ struct Actor {
     limits: Limits,
     /// The start of the node's room clock ([`crate::NodeHandle::clock_ms`]).
     epoch: std::time::Instant,
+    /// The rooms this node is in, by code, with the host key of those it hosts: joined
+    /// again on every new signaling connection.
+    rooms: BTreeMap<String, Option<String>>,
 }
 
 pub(crate) async fn run(
@@ -217,6 +222,7 @@ pub(crate) async fn run(
             download: RateLimit::new(config_download),
         },
         epoch,
+        rooms: BTreeMap::new(),
     };
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -308,7 +314,8 @@ impl Actor {
                 // queued again (a new connection resets the queue and announces all).
                 self.pacer.refused(Instant::now(), hashes);
             }
-            Pending::Refresh(_) => {}
+            // Remembered: the next connection tries again.
+            Pending::Refresh(_) | Pending::Rejoin(_) => {}
         }
     }
 
@@ -338,6 +345,9 @@ impl Actor {
             }
             Command::Request { message, reply } => self.request(message, Pending::Reply(reply)),
             Command::Post { message, reply } => {
+                if let ClientToServer::LeaveRoom { room } = &message {
+                    self.rooms.remove(room);
+                }
                 let result = if self.node_id.is_none() {
                     Err(NodeError::NotConnected {
                         url: self.config.server_url.clone(),
@@ -679,6 +689,20 @@ impl Actor {
                 );
                 self.pacer.reset(Instant::now());
                 self.announce(all);
+                // A new connection is a new node id in no room: join ours again.
+                let rooms: Vec<(String, Option<String>)> = self
+                    .rooms
+                    .iter()
+                    .map(|(code, key)| (code.clone(), key.clone()))
+                    .collect();
+                for (code, host_key) in rooms {
+                    let join = ClientToServer::JoinRoom {
+                        room: code.clone(),
+                        host_key,
+                        request_id: None,
+                    };
+                    self.request(join, Pending::Rejoin(code));
+                }
             }
             SignalingEvent::Disconnected => {
                 self.node_id = None;
@@ -741,6 +765,7 @@ impl Actor {
                     .await;
             }
             ServerToClient::RoomClosed { room, reason } => {
+                self.rooms.remove(&room);
                 self.emit(NodeEvent::Room(RoomEvent::Closed { room, reason }))
                     .await;
             }
@@ -760,8 +785,32 @@ impl Actor {
     async fn on_answer(&mut self, pending: Pending, message: ServerToClient) {
         match pending {
             Pending::Reply(reply) => {
+                if let ServerToClient::RoomJoined { room, .. } = &message {
+                    self.rooms.insert(room.code.clone(), room.host_key.clone());
+                }
                 let _ = reply.send(Ok(message));
             }
+            Pending::Rejoin(code) => match message {
+                ServerToClient::RoomJoined { room, .. } => {
+                    let Some(me) = self.node_id else { return };
+                    self.rooms.insert(room.code.clone(), room.host_key.clone());
+                    self.emit(NodeEvent::Room(RoomEvent::Rejoined { room, me }))
+                        .await;
+                }
+                other => {
+                    // Ended while this node was away (or the key no longer opens it).
+                    self.rooms.remove(&code);
+                    let reason = match other {
+                        ServerToClient::Error { reason, .. } => reason,
+                        other => format!("unexpected answer {other:?}"),
+                    };
+                    self.emit(NodeEvent::Room(RoomEvent::Closed {
+                        room: code,
+                        reason: format!("it could not be joined again after a reconnect: {reason}"),
+                    }))
+                    .await;
+                }
+            },
             Pending::Announce(hashes) => {
                 let error = match &message {
                     ServerToClient::Error { code, reason, .. } => Some((*code, reason.clone())),

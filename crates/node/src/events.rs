@@ -88,6 +88,14 @@ pub enum RoomEvent {
         /// Why, in words.
         reason: String,
     },
+    /// The signaling connection came back and the node joined the room again, under its
+    /// new node id (a host with its host key, as the host): the room as the server has it.
+    Rejoined {
+        /// The room now: code, host, members, the host's last playback.
+        room: shoal_protocol::RoomInfo,
+        /// This node's id on the new connection.
+        me: NodeId,
+    },
     /// The server refused a room message (`not_host`, `unknown_room`, a bad number).
     Refused {
         /// Why, in words.
@@ -183,6 +191,22 @@ impl PieceMap {
             in_flight: Vec::new(),
             duration_secs: None,
         }
+    }
+
+    /// Whether the bytes that play from `position_secs` for `ahead_secs` are here, by the
+    /// file's average bitrate (length / duration; the file's end at the latest). `None`
+    /// until the duration is known. An estimate: a room uses it for a paused player whose
+    /// own `buffered` ranges say less than they could (WebKitGTK on a paused frame).
+    pub fn covers_secs(&self, position_secs: f64, ahead_secs: f64) -> Option<bool> {
+        let duration = self.duration_secs.filter(|d| *d > 0.0 && d.is_finite())?;
+        if !(position_secs.is_finite() && ahead_secs.is_finite()) {
+            return Some(false);
+        }
+        let len = self.len_bytes as f64;
+        let at = |secs: f64| ((secs / duration).clamp(0.0, 1.0) * len) as u64;
+        let (from, to) = (at(position_secs), at(position_secs + ahead_secs.max(0.0)));
+        let to = to.max(from + 1).min(self.len_bytes);
+        Some(self.have.iter().any(|r| r.start <= from && to <= r.end))
     }
 }
 
@@ -329,5 +353,20 @@ mod tests {
         assert_eq!(PieceMap::from_pieces(8, 4, [], [5]).in_flight, []);
         assert_eq!(PieceMap::complete(9).have, vec![0..9; 1]);
         assert!(PieceMap::complete(0).have.is_empty());
+    }
+
+    #[test]
+    fn a_piece_map_says_whether_the_next_seconds_are_here_by_the_average_bitrate() {
+        // 100 bytes playing 10 s: 10 bytes a second; bytes 0..40 and 60..100 are here.
+        let mut map = PieceMap::from_pieces(100, 20, [0, 1, 3, 4], []);
+        assert_eq!(map.covers_secs(0.0, 2.0), None, "no duration yet");
+        map.duration_secs = Some(10.0);
+        assert_eq!(map.covers_secs(0.0, 2.0), Some(true));
+        assert_eq!(map.covers_secs(1.0, 2.0), Some(true));
+        assert_eq!(map.covers_secs(3.0, 2.0), Some(false), "bytes 30..50");
+        assert_eq!(map.covers_secs(6.0, 2.0), Some(true));
+        // Near the end, the end is enough.
+        assert_eq!(map.covers_secs(9.5, 2.0), Some(true));
+        assert_eq!(map.covers_secs(f64::NAN, 2.0), Some(false));
     }
 }

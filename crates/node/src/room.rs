@@ -91,6 +91,7 @@ impl RoomView {
             RoomEvent::Members { room, .. }
             | RoomEvent::Message { room, .. }
             | RoomEvent::Closed { room, .. } => *room == self.code,
+            RoomEvent::Rejoined { room, .. } => room.code == self.code,
             RoomEvent::Refused { .. } => false,
         }
     }
@@ -131,6 +132,11 @@ impl RoomView {
                 _ => {}
             },
             RoomEvent::Closed { reason, .. } => self.closed = Some(reason.clone()),
+            RoomEvent::Rejoined { room, .. } => {
+                self.host = room.host;
+                self.members = room.members.clone();
+                self.states.retain(|id, _| room.members.contains(id));
+            }
             RoomEvent::Refused { .. } => {}
         }
     }
@@ -302,6 +308,13 @@ impl MemberSession {
             return false;
         }
         self.view.apply(event);
+        if let RoomEvent::Rejoined { room, me } = event {
+            // Under a new id; the host may have sent playback while this node was away.
+            self.me = Some(*me);
+            if let Some(state) = room.playback.as_ref().and_then(host_state) {
+                self.follower.on_host(state);
+            }
+        }
         if let RoomEvent::Message { from, body, .. } = event
             && Some(*from) == self.view.host
         {
@@ -584,16 +597,15 @@ impl HostSession {
         self.view.apply(event);
         match event {
             RoomEvent::Members { members, .. } => {
-                let gone: Vec<NodeId> = self
-                    .buffering_since
-                    .keys()
-                    .filter(|m| !members.contains(m))
-                    .copied()
-                    .collect();
-                for m in gone {
-                    self.buffering_since.remove(&m);
-                    self.wait.remove(&m);
-                }
+                self.forget_gone(members);
+                self.decide(now_ms);
+            }
+            RoomEvent::Rejoined { room, me } => {
+                // Under a new id; members that left meanwhile are not waited for, and the
+                // server gets the room's playback again (it may have missed a change).
+                self.me = Some(*me);
+                self.forget_gone(&room.members);
+                self.send_state();
                 self.decide(now_ms);
             }
             RoomEvent::Message {
@@ -601,13 +613,7 @@ impl HostSession {
                 body: RoomBody::MemberState { state, .. },
                 ..
             } if Some(*from) != self.me => {
-                if *state == MemberPlayback::Buffering {
-                    self.buffering_since.entry(*from).or_insert(now_ms);
-                } else {
-                    self.buffering_since.remove(from);
-                    self.wait.report(*from, true, now_ms);
-                }
-                self.decide(now_ms);
+                self.member_ready(*from, *state != MemberPlayback::Buffering, now_ms);
             }
             _ => {}
         }
@@ -636,6 +642,14 @@ impl HostSession {
         report: &Report,
         player: &PlayerState,
     ) -> Vec<Outgoing> {
+        // The host's own player is waited for like a member's (a host watching a file it is
+        // still downloading buffers too).
+        if let Some(me) = self.me {
+            let ready = report.state != MemberPlayback::Buffering;
+            if ready == self.buffering_since.contains_key(&me) {
+                self.member_ready(me, ready, now_ms);
+            }
+        }
         let drift = self.follower.drift_ms(now_ms, player);
         self.view.set_own(self.me, report, drift, Some(0.0));
         let mut out = std::mem::take(&mut self.out);
@@ -689,6 +703,31 @@ impl HostSession {
             self.view.waiting_for = member;
             self.out.push((None, RoomBody::Waiting { member }));
         }
+    }
+
+    /// Stops waiting for anyone not in `members`.
+    fn forget_gone(&mut self, members: &[NodeId]) {
+        let gone: Vec<NodeId> = self
+            .buffering_since
+            .keys()
+            .filter(|m| !members.contains(m))
+            .copied()
+            .collect();
+        for m in gone {
+            self.buffering_since.remove(&m);
+            self.wait.remove(&m);
+        }
+    }
+
+    /// `member` (the host included) can play the next few seconds, or buffers.
+    fn member_ready(&mut self, member: NodeId, ready: bool, now_ms: f64) {
+        if ready {
+            self.buffering_since.remove(&member);
+            self.wait.report(member, true, now_ms);
+        } else {
+            self.buffering_since.entry(member).or_insert(now_ms);
+        }
+        self.decide(now_ms);
     }
 
     /// Holds or resumes the room for the members that buffer.
@@ -854,6 +893,125 @@ mod tests {
                 RoomBody::Playback { playing: true, .. }
             ]
         ));
+    }
+
+    #[test]
+    fn a_host_that_buffers_holds_its_room_like_a_member() {
+        let (h, m) = (NodeId::random(), NodeId::random());
+        let mut host = HostSession::new(&info(h, &[h, m]), Some(h), 0.0, WaitConfig::default());
+        sent(&mut host, 0.0);
+        host.play(0.0);
+        sent(&mut host, 0.0);
+        // The host watches a file it is still downloading: its own player runs dry.
+        let player = PlayerState {
+            position_ms: 4000.0,
+            playing: true,
+            seeking: false,
+            ready: false,
+            rate: 1.0,
+        };
+        let dry = Report::of(&player, 0.3, Some("Host".into()));
+        let others = |out: Vec<Outgoing>| -> Vec<RoomBody> {
+            bodies(out)
+                .into_iter()
+                .filter(|b| !matches!(b, RoomBody::MemberState { .. }))
+                .collect()
+        };
+        assert!(others(host.outgoing(4000.0, &dry, &player)).is_empty());
+        host.tick(5000.0);
+        let held = others(host.outgoing(5000.0, &dry, &player));
+        assert!(
+            matches!(
+                held[..],
+                [
+                    RoomBody::Playback { playing: false, .. },
+                    RoomBody::Waiting { member: Some(w) }
+                ] if w == h
+            ),
+            "{held:?}"
+        );
+        assert_eq!(host.view().name_of(h), "Host");
+        // Its pieces arrive: the room plays on.
+        let ready = PlayerState {
+            ready: true,
+            playing: false,
+            ..player
+        };
+        let back = others(host.outgoing(6000.0, &Report::of(&ready, 0.5, None), &ready));
+        assert!(
+            matches!(
+                back[..],
+                [
+                    RoomBody::Waiting { member: None },
+                    RoomBody::Playback { playing: true, .. }
+                ]
+            ),
+            "{back:?}"
+        );
+    }
+
+    #[test]
+    fn after_a_reconnect_a_session_goes_on_under_its_new_id() {
+        let (h, m, m2, h2) = (
+            NodeId::random(),
+            NodeId::random(),
+            NodeId::random(),
+            NodeId::random(),
+        );
+        let player = PlayerState {
+            position_ms: 0.0,
+            playing: false,
+            seeking: false,
+            ready: true,
+            rate: 1.0,
+        };
+        let report = Report::of(&player, 1.0, None);
+        // A member comes back as m2; the host had sought to 30 s meanwhile.
+        let mut member = MemberSession::new(&info(h, &[h, m]), Some(m), 0.0);
+        let mut room = info(h, &[h, m2]);
+        room.playback = Some(RoomBody::Playback {
+            playing: false,
+            position_ms: 30_000.0,
+            rate: 1.0,
+            at_ms: 1000.0,
+        });
+        assert!(member.on_event(&RoomEvent::Rejoined { room, me: m2 }, 100.0));
+        assert_eq!(member.view().members, [h, m2]);
+        let out = member.outgoing(100.0, &report, &player);
+        let (_, RoomBody::ClockPing { id, t0 }) = out[0].clone() else {
+            panic!("{out:?}")
+        };
+        assert!(member.view().states.contains_key(&m2));
+        assert!(!member.view().states.contains_key(&m));
+        member.on_event(
+            &RoomEvent::Message {
+                room: "K7M3-XQ9P".into(),
+                from: h,
+                body: RoomBody::ClockPong {
+                    id,
+                    t0,
+                    t1: 2000.0,
+                    t2: 2000.0,
+                },
+            },
+            100.0,
+        );
+        assert_eq!(member.host_position_ms(100.0), Some(30_000.0));
+
+        // A host comes back as h2: it says the room's playback again, and is itself.
+        let mut host = HostSession::new(&info(h, &[h, m]), Some(h), 0.0, WaitConfig::default());
+        sent(&mut host, 0.0);
+        let rejoined = RoomEvent::Rejoined {
+            room: info(h2, &[m, h2]),
+            me: h2,
+        };
+        assert!(host.on_event(&rejoined, 500.0));
+        assert!(matches!(
+            sent(&mut host, 500.0)[..],
+            [RoomBody::Playback { playing: false, .. }]
+        ));
+        assert_eq!(host.view().host, Some(h2));
+        assert!(host.view().states.contains_key(&h2));
     }
 
     #[test]
