@@ -96,8 +96,9 @@ pub enum ConfigError {
     },
 }
 
-/// The TOML config file (`shoal-signal --config server.toml`). Every field is optional;
-/// command-line flags override it.
+/// Settings that override [`Config::default`] where they are set: the TOML config file
+/// (`shoal-signal --config server.toml`), and the command-line flags, applied in that order
+/// with [`ConfigOverlay::apply`], so a flag wins over the file. Every field is optional.
 ///
 /// ```toml
 /// listen = "0.0.0.0:7878"
@@ -116,9 +117,9 @@ pub enum ConfigError {
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Address to listen on.
-    pub listen: Option<String>,
+pub struct ConfigOverlay {
+    /// Address and port to listen on (`0.0.0.0:7878`).
+    pub listen: Option<std::net::SocketAddr>,
     /// Ping interval, in humantime form (`15s`, `500ms`).
     #[serde(default, with = "humantime_serde_opt")]
     pub heartbeat: Option<Duration>,
@@ -134,7 +135,7 @@ pub struct FileConfig {
     pub ice_servers: Vec<IceServer>,
 }
 
-impl FileConfig {
+impl ConfigOverlay {
     /// Reads and parses a TOML config file.
     ///
     /// # Errors
@@ -150,7 +151,8 @@ impl FileConfig {
         })
     }
 
-    /// Applies the file's values on top of `config`.
+    /// Applies the values set here on top of `config` (ICE servers are added to its list).
+    /// `listen` is not part of [`Config`]: read it from the last overlay that sets it.
     pub fn apply(&self, config: &mut Config) {
         if let Some(d) = self.heartbeat {
             config.heartbeat_interval = d;
@@ -201,7 +203,7 @@ mod tests {
             username = "shoal"
             credential = "secret"
         "#;
-        let file: FileConfig = toml::from_str(text).expect("documented example parses");
+        let file: ConfigOverlay = toml::from_str(text).expect("documented example parses");
         let mut config = Config::default();
         file.apply(&mut config);
         assert_eq!(config.heartbeat_interval, Duration::from_secs(15));
@@ -210,7 +212,29 @@ mod tests {
     }
 
     #[test]
+    fn a_later_overlay_wins_and_ice_servers_add_up() {
+        let file: ConfigOverlay =
+            toml::from_str("heartbeat = \"20s\"\nmax_files_per_node = 5\n[[ice_servers]]\nurls = [\"stun:a:3478\"]")
+                .expect("an overlay parses");
+        let flags = ConfigOverlay {
+            heartbeat: Some(Duration::from_secs(2)),
+            ice_servers: IceServer::from_flags(&["stun:b:3478".into()], &[], None, None),
+            ..ConfigOverlay::default()
+        };
+        let mut config = Config::default();
+        for overlay in [&file, &flags] {
+            overlay.apply(&mut config);
+        }
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(config.max_files_per_node, 5);
+        assert_eq!(config.ice_servers.len(), 2);
+        let bad =
+            toml::from_str::<ConfigOverlay>("listen = \"nowhere\"").expect_err("not an address");
+        assert!(bad.to_string().contains("listen"), "{bad}");
+    }
+
+    #[test]
     fn file_config_refuses_unknown_keys() {
-        assert!(toml::from_str::<FileConfig>("listne = \"x\"").is_err());
+        assert!(toml::from_str::<ConfigOverlay>("listne = \"x\"").is_err());
     }
 }

@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tracing::{debug, info, warn};
 
-pub use config::{Config, ConfigError, FileConfig};
+pub use config::{Config, ConfigError, ConfigOverlay};
 pub use shoal_protocol::ServerStatus;
 use shoal_protocol::ServerToClient;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use shoal_protocol::IceServer;
-use shoal_signal::{Config, FileConfig, ServerStatus};
+use shoal_signal::{Config, ConfigOverlay, ServerStatus};
 
 /// Shoal's signaling server: nodes find each other here and exchange WebRTC offers, answers and
 /// ICE candidates. File bytes never pass through it.
@@ -74,48 +74,21 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
 
+    // Defaults, then the file, then the flags: each overlay sets what it names.
+    let file = match &args.config {
+        Some(path) => ConfigOverlay::load(path)?,
+        None => ConfigOverlay::default(),
+    };
+    let flags = flags_overlay(&args);
     let mut config = Config::default();
-    let mut listen: SocketAddr = "127.0.0.1:7878".parse().context("default address")?;
-    if let Some(path) = &args.config {
-        let file = FileConfig::load(path)?;
-        if let Some(addr) = &file.listen {
-            listen = addr
-                .parse()
-                .with_context(|| format!("`listen = {addr:?}` in {}", path.display()))?;
-        }
-        file.apply(&mut config);
+    for overlay in [&file, &flags] {
+        overlay.apply(&mut config);
     }
-    if let Some(addr) = args.listen {
-        listen = addr;
-    }
-    if let Some(d) = args.heartbeat {
-        config.heartbeat_interval = d;
-    }
-    if let Some(d) = args.status_interval {
-        config.status_interval = d;
-    }
-    if let Some(n) = args.max_files_per_node {
-        config.max_files_per_node = n;
-    }
-    if let Some(n) = args.max_connections_per_address {
-        config.max_connections_per_address = n;
-    }
-    if !args.stun.is_empty() {
-        config.ice_servers.push(IceServer {
-            urls: args.stun.clone(),
-            username: None,
-            credential: None,
-        });
-    }
-    if !args.turn.is_empty() {
-        config.ice_servers.push(IceServer {
-            urls: args.turn.clone(),
-            username: args.turn_username.clone(),
-            credential: args.turn_credential.clone(),
-        });
-    }
+    let listen = flags
+        .listen
+        .or(file.listen)
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7878)));
 
-    // Each client holds a socket; the default soft limit of 1024 would cap the server there.
     // Each client holds a socket; the default soft limit of 1024 would cap the server there
     // (`serve` fits its connection limit under whatever limit there is).
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -128,6 +101,23 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(run(listen, config))
+}
+
+/// What the flags set, as an overlay on the config file's.
+fn flags_overlay(args: &Args) -> ConfigOverlay {
+    ConfigOverlay {
+        listen: args.listen,
+        heartbeat: args.heartbeat,
+        status_interval: args.status_interval,
+        max_files_per_node: args.max_files_per_node,
+        max_connections_per_address: args.max_connections_per_address,
+        ice_servers: IceServer::from_flags(
+            &args.stun,
+            &args.turn,
+            args.turn_username.as_deref(),
+            args.turn_credential.as_deref(),
+        ),
+    }
 }
 
 async fn run(listen: SocketAddr, config: Config) -> anyhow::Result<()> {

@@ -259,20 +259,12 @@ fn node_config(net: &NetArgs) -> NodeConfig {
     if !net.bind.is_empty() {
         rtc.bind_addrs = net.bind.clone();
     }
-    if !net.stun.is_empty() {
-        rtc.ice_servers.push(IceServer {
-            urls: net.stun.clone(),
-            username: None,
-            credential: None,
-        });
-    }
-    if !net.turn.is_empty() {
-        rtc.ice_servers.push(IceServer {
-            urls: net.turn.clone(),
-            username: net.turn_username.clone(),
-            credential: net.turn_credential.clone(),
-        });
-    }
+    rtc.ice_servers.extend(IceServer::from_flags(
+        &net.stun,
+        &net.turn,
+        net.turn_username.as_deref(),
+        net.turn_credential.as_deref(),
+    ));
     NodeConfig {
         server_url: net.server.clone(),
         rtc,

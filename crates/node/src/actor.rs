@@ -1382,30 +1382,34 @@ impl Actor {
     }
 
     async fn on_swarm_ended(&mut self, ended: SwarmEnded) {
-        match ended.transfer {
-            Some(transfer) => {
+        match ended {
+            SwarmEnded::Download {
+                info_hash,
+                transfer,
+                path,
+            } => {
                 let held = self.downloads.remove(&transfer).is_some_and(|d| d.holds);
-                self.stream_done(ended.info_hash, ended.path.as_deref());
-                if let Some(path) = ended.path {
-                    self.completed.insert(ended.info_hash, path);
+                self.stream_done(info_hash, path.as_deref());
+                if let Some(path) = path {
+                    self.completed.insert(info_hash, path);
                 }
                 // No longer a partial holder, unless it is shared or downloading again.
-                let still = self.shares.contains_key(&ended.info_hash)
+                let still = self.shares.contains_key(&info_hash)
                     || self
                         .downloads
                         .values()
-                        .any(|d| d.info_hash == ended.info_hash && d.holds);
+                        .any(|d| d.info_hash == info_hash && d.holds);
                 if held && !still && self.node_id.is_some() {
-                    self.pacer.unannounce(ended.info_hash);
+                    self.pacer.unannounce(info_hash);
                     self.send_announcements();
                 }
             }
-            None => {
-                if let Some(reason) = ended.error
-                    && self.shares.contains_key(&ended.info_hash)
+            SwarmEnded::Share { info_hash, error } => {
+                if let Some(reason) = error
+                    && self.shares.contains_key(&info_hash)
                 {
-                    warn!(info_hash = %ended.info_hash.short(), %reason, "share stopped");
-                    let _ = self.unshare(ended.info_hash, Some(reason)).await;
+                    warn!(info_hash = %info_hash.short(), %reason, "share stopped");
+                    let _ = self.unshare(info_hash, Some(reason)).await;
                 }
             }
         }

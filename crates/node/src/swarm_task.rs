@@ -141,13 +141,21 @@ pub(crate) enum SwarmCommand {
     PieceMap(oneshot::Sender<Result<PieceMap, NodeError>>),
 }
 
-pub(crate) struct SwarmEnded {
-    pub(crate) info_hash: InfoHash,
-    pub(crate) transfer: Option<TransferId>,
-    /// Why a share stopped on its own, or a download failed.
-    pub(crate) error: Option<String>,
-    /// The finished file of a completed download.
-    pub(crate) path: Option<PathBuf>,
+/// A swarm task ended: what the actor needs to know, by role.
+pub(crate) enum SwarmEnded {
+    /// A share's swarm.
+    Share {
+        info_hash: InfoHash,
+        /// Why it stopped serving on its own; `None` when it was asked to stop.
+        error: Option<String>,
+    },
+    /// A download's swarm (its outcome was told as a `NodeEvent`).
+    Download {
+        info_hash: InfoHash,
+        transfer: TransferId,
+        /// The finished file of a completed download.
+        path: Option<PathBuf>,
+    },
 }
 
 enum LinkIo {
@@ -311,12 +319,13 @@ async fn fail_early(spec: SwarmSpec, transfer: TransferId, reason: String) {
             cause: FailureCause::Storage,
         })
         .await;
-    let _ = spec.internal.send(Internal::SwarmEnded(SwarmEnded {
-        info_hash: spec.info_hash,
-        transfer: Some(transfer),
-        error: Some(reason),
-        path: None,
-    }));
+    let _ = spec
+        .internal
+        .send(Internal::SwarmEnded(SwarmEnded::Download {
+            info_hash: spec.info_hash,
+            transfer,
+            path: None,
+        }));
 }
 
 impl Driver {
@@ -988,19 +997,24 @@ impl Driver {
             self.remove_link(id, None);
         }
         let info_hash = self.spec.info_hash;
-        // `None`: stopped quietly. For a share, `Err` is why it stopped serving.
         let transfer = self.role.transfer();
+        let ended = |error: Option<String>, path: Option<PathBuf>| match transfer {
+            Some(transfer) => SwarmEnded::Download {
+                info_hash,
+                transfer,
+                path,
+            },
+            None => SwarmEnded::Share { info_hash, error },
+        };
         if let Role::Download(d) = &self.role {
             // Off the list before the outcome is told.
             *lock(&d.status) = None;
         }
         if let Outcome::Told(path) = outcome {
-            let _ = self.spec.internal.send(Internal::SwarmEnded(SwarmEnded {
-                info_hash,
-                transfer,
-                error: None,
-                path: Some(path),
-            }));
+            let _ = self
+                .spec
+                .internal
+                .send(Internal::SwarmEnded(ended(None, Some(path))));
             return;
         }
         let result: Option<Result<PathBuf, (FailureCause, String)>> =
@@ -1052,12 +1066,10 @@ impl Driver {
             Some(Err((_, reason))) => (None, Some(reason)),
             None => (None, None),
         };
-        let _ = self.spec.internal.send(Internal::SwarmEnded(SwarmEnded {
-            info_hash,
-            transfer,
-            error,
-            path,
-        }));
+        let _ = self
+            .spec
+            .internal
+            .send(Internal::SwarmEnded(ended(error, path)));
     }
 }
 

@@ -158,6 +158,36 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+impl IceServer {
+    /// The servers that command-line flags name (`--stun URL`, `--turn URL`,
+    /// `--turn-username`, `--turn-credential`, as `shoal` and `shoal-signal` take them): one
+    /// entry for the STUN URLs, one for the TURN URLs with the user name and password; none
+    /// for a kind without URLs.
+    pub fn from_flags(
+        stun: &[String],
+        turn: &[String],
+        turn_username: Option<&str>,
+        turn_credential: Option<&str>,
+    ) -> Vec<IceServer> {
+        let mut servers = Vec::new();
+        if !stun.is_empty() {
+            servers.push(IceServer {
+                urls: stun.to_vec(),
+                username: None,
+                credential: None,
+            });
+        }
+        if !turn.is_empty() {
+            servers.push(IceServer {
+                urls: turn.to_vec(),
+                username: turn_username.map(str::to_owned),
+                credential: turn_credential.map(str::to_owned),
+            });
+        }
+        servers
+    }
+}
+
 /// An ICE candidate as the W3C `RTCIceCandidateInit` dictionary writes it (RFC 8445, trickle
 /// ICE RFC 8838). An empty `candidate` string marks the end of candidates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
