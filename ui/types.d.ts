@@ -219,6 +219,7 @@ type Problem =
   | { kind: "noServer" }
   | { kind: "sharerGone" }
   | { kind: "notResumed" }
+  | { kind: "diskFull" }
   | { kind: "storage" }
   | { kind: "other"; message: string };
 

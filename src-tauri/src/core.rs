@@ -1350,14 +1350,17 @@ impl AppCore {
                     return;
                 };
                 // The UI words it from the kind; the node's sentence goes to the log.
-                let (state, problem) = match cause {
+                let (state, problem) = match &cause {
                     FailureCause::Cancelled => (TransferState::Cancelled, None),
                     // The sharer left (or every sharer failed): wait for one to come back
                     // and resume by itself, unless the user turned that off.
-                    FailureCause::NoSource if resume => {
+                    c if c.is_no_source() && resume => {
                         (TransferState::Waiting, Some(Problem::SharerGone))
                     }
-                    FailureCause::NoSource => (TransferState::Failed, Some(Problem::SharerGone)),
+                    FailureCause::NoHolders | FailureCause::SourcesFailed { .. } => {
+                        (TransferState::Failed, Some(Problem::SharerGone))
+                    }
+                    FailureCause::DiskFull => (TransferState::Failed, Some(Problem::DiskFull)),
                     FailureCause::Storage => (TransferState::Failed, Some(Problem::Storage)),
                 };
                 t.state = state;
@@ -1371,13 +1374,25 @@ impl AppCore {
                 self.emit(&mut view, UiEvent::Transfer { transfer });
                 self.save_transfers(&view);
                 drop(view);
+                // Every sharer's last fault, for the log ("1a2b3c4d stalled; 5e6f7a8b
+                // banned: sent a corrupt piece 3").
+                let faults = match &cause {
+                    FailureCause::SourcesFailed { peers } => peers
+                        .iter()
+                        .map(|(peer, fault)| {
+                            format!("{} {}", peer.short(), shoal_node::text::inert(fault, 200))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    _ => reason,
+                };
                 match cause {
                     FailureCause::Cancelled => self.log("info", format!("Cancelled {name}")),
-                    FailureCause::NoSource if resume => self.log(
+                    c if c.is_no_source() && resume => self.log(
                         "warn",
-                        format!("{name}: no sharer left ({reason}); waiting for one to come back"),
+                        format!("{name}: no sharer left ({faults}); waiting for one to come back"),
                     ),
-                    _ => self.log("error", format!("Download of {name} failed: {reason}")),
+                    _ => self.log("error", format!("Download of {name} failed: {faults}")),
                 }
             }
         }

@@ -211,7 +211,9 @@ pub enum Problem {
     SharerGone,
     /// Not resumed, because resuming by itself is off in Settings.
     NotResumed,
-    /// The file could not be created or written (a full disk, most often).
+    /// The disk is full.
+    DiskFull,
+    /// The file could not be created or written (permissions, a missing folder, I/O).
     Storage,
     /// Anything else, in words.
     Other {

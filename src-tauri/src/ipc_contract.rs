@@ -431,6 +431,7 @@ fn rust_shapes() -> BTreeMap<String, Shape> {
                     Problem::NoServer,
                     Problem::SharerGone,
                     Problem::NotResumed,
+                    Problem::DiskFull,
                     Problem::Storage,
                     Problem::Other {
                         message: "m".into(),

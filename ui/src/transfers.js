@@ -171,8 +171,10 @@ function problemText(t) {
         : "The sharer stopped sharing or went offline. Try again when it is back";
     case "notResumed":
       return "Not resumed: resuming by itself is off in Settings. Try again to resume it";
+    case "diskFull":
+      return "The disk is full. Free some space, then Try again.";
     case "storage":
-      return "The file could not be written (is the disk full?). Free some space, then Try again.";
+      return "The file could not be written (check the download folder in Settings), then Try again.";
     case "other":
       return p.message;
     default:

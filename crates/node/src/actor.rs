@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::announce::{AnnouncePacer, Change};
 use crate::events::{
-    ConnectionState, DownloadProgress, NodeEvent, RoomEvent, SharedFile, TransferId,
+    ConnectionState, DownloadProgress, FailureCause, NodeEvent, RoomEvent, SharedFile, TransferId,
 };
 use crate::limit::{Limits, RateLimit};
 use crate::media::MediaServer;
@@ -1266,14 +1266,25 @@ impl Actor {
                 }
             }
             Err(give_up) => {
-                let reason = match give_up {
-                    GiveUp::SourcesFailed { last_reason } => NodeError::SourcesFailed {
-                        info_hash,
-                        last_reason,
-                    },
-                    GiveUp::NoHolders => NodeError::NoHolders { info_hash },
+                let (cause, reason) = match give_up {
+                    GiveUp::SourcesFailed { peers } => {
+                        let last_reason = peers
+                            .last()
+                            .map(|(peer, fault)| format!("peer {} {fault}", peer.short()))
+                            .unwrap_or_default();
+                        (
+                            FailureCause::SourcesFailed { peers },
+                            NodeError::SourcesFailed {
+                                info_hash,
+                                last_reason,
+                            },
+                        )
+                    }
+                    GiveUp::NoHolders => {
+                        (FailureCause::NoHolders, NodeError::NoHolders { info_hash })
+                    }
                 };
-                let _ = d.swarm.send(SwarmCommand::Fail(reason.to_string()));
+                let _ = d.swarm.send(SwarmCommand::Fail(cause, reason.to_string()));
             }
         }
     }

@@ -330,15 +330,42 @@ pub enum NodeEvent {
 
 /// Why a download ended without its file. In every case the `.part` file and its resume
 /// state stay: downloading the same content again resumes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureCause {
     /// Cancelled through [`crate::NodeHandle::cancel`].
     Cancelled,
-    /// No holder is online, or every holder went away, stalled or was banned: worth trying
-    /// again when the content is back in the index.
-    NoSource,
-    /// The file could not be created, written or finished (full disk, permissions).
+    /// No holder is online and none was reached: worth trying again when the content is
+    /// back in the index.
+    NoHolders,
+    /// Every holder went away, stalled, failed to connect or was banned: each one's last
+    /// fault in words ("stalled", "banned: sent a corrupt piece 3", "connecting: no
+    /// answer"), the latest last. Worth trying again when a holder is back.
+    SourcesFailed {
+        /// (holder, its last fault).
+        peers: Vec<(NodeId, String)>,
+    },
+    /// The disk is full (`shoal_storage::StorageError::DiskFull`): free space, then try
+    /// again.
+    DiskFull,
+    /// The file could not be created, written or finished (permissions, a missing folder,
+    /// an I/O error).
     Storage,
+}
+
+impl FailureCause {
+    /// No holder, or every holder failed: the download may resume by itself when a holder
+    /// is back in the index.
+    pub fn is_no_source(&self) -> bool {
+        matches!(self, Self::NoHolders | Self::SourcesFailed { .. })
+    }
+
+    /// The cause of a storage error: a full disk, or any other.
+    pub fn of_storage(error: &shoal_storage::StorageError) -> Self {
+        match error {
+            shoal_storage::StorageError::DiskFull { .. } => Self::DiskFull,
+            _ => Self::Storage,
+        }
+    }
 }
 
 #[cfg(test)]

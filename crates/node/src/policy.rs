@@ -67,10 +67,11 @@ impl PeerSlots {
 pub(crate) enum GiveUp {
     /// No holder was ever reachable and none is listed.
     NoHolders,
-    /// Every holder failed; the last failure, in words ("peer 1a2b3c4d stalled").
+    /// Every holder failed: each one's last fault in words ("stalled", "banned: sent a
+    /// corrupt piece 3", "connecting: no answer"), the latest last.
     SourcesFailed {
-        /// The last holder's fault.
-        last_reason: String,
+        /// (holder, its last fault).
+        peers: Vec<(NodeId, String)>,
     },
 }
 
@@ -81,7 +82,8 @@ pub(crate) struct HolderPolicy {
     max_peers: usize,
     peers: HashMap<NodeId, PeerSlots>,
     banned: HashSet<NodeId>,
-    last_failure: Option<String>,
+    /// Each holder's last fault, the latest last.
+    faults: Vec<(NodeId, String)>,
     hopeless_refreshes: u32,
 }
 
@@ -94,7 +96,7 @@ impl HolderPolicy {
             max_peers: max_peers.max(1),
             peers: HashMap::new(),
             banned: HashSet::new(),
-            last_failure: None,
+            faults: Vec::new(),
             hopeless_refreshes: 0,
         }
     }
@@ -136,7 +138,7 @@ impl HolderPolicy {
         if !slots.in_use() {
             slots.fail(now);
         }
-        self.last_failure = Some(format!("connecting to {}: {reason}", peer.short()));
+        self.fault(peer, format!("connecting: {reason}"));
     }
 
     /// A link to `peer` closed; `failure` says what the peer did wrong, `None` when the link
@@ -152,14 +154,20 @@ impl HolderPolicy {
             slots.fail(now);
         }
         if !self.banned.contains(&peer) {
-            self.last_failure = Some(format!("peer {} {failure}", peer.short()));
+            self.fault(peer, failure.to_owned());
         }
     }
 
     /// The swarm banned `peer` for this content.
     pub(crate) fn banned(&mut self, peer: NodeId, reason: &str) {
         self.banned.insert(peer);
-        self.last_failure = Some(format!("peer {} banned: {reason}", peer.short()));
+        self.fault(peer, format!("banned: {reason}"));
+    }
+
+    /// Notes `peer`'s latest fault.
+    fn fault(&mut self, peer: NodeId, fault: String) {
+        self.faults.retain(|(p, _)| *p != peer);
+        self.faults.push((peer, fault));
     }
 
     /// A periodic look at the index found `holders`: the connections to open, or a reason
@@ -182,11 +190,12 @@ impl HolderPolicy {
             self.hopeless_refreshes = 0;
         }
         if self.hopeless_refreshes >= HOPELESS_REFRESHES {
-            return Err(match &self.last_failure {
-                Some(last) => GiveUp::SourcesFailed {
-                    last_reason: last.clone(),
-                },
-                None => GiveUp::NoHolders,
+            return Err(if self.faults.is_empty() {
+                GiveUp::NoHolders
+            } else {
+                GiveUp::SourcesFailed {
+                    peers: self.faults.clone(),
+                }
             });
         }
         Ok(open)
@@ -296,7 +305,7 @@ mod tests {
         assert_eq!(
             p.refreshed(&h, t0),
             Err(GiveUp::SourcesFailed {
-                last_reason: format!("peer {} banned: sent a corrupt piece 3", h[0].short())
+                peers: vec![(h[0], "banned: sent a corrupt piece 3".to_owned())]
             })
         );
     }
@@ -320,7 +329,7 @@ mod tests {
         assert_eq!(p.refreshed(&[], later), Ok(vec![]));
         let gave_up = p.refreshed(&[], later);
         assert!(
-            matches!(&gave_up, Err(GiveUp::SourcesFailed { last_reason }) if last_reason.contains("no answer")),
+            matches!(&gave_up, Err(GiveUp::SourcesFailed { peers }) if peers == &[(h[0], "connecting: no answer".to_owned())]),
             "{gave_up:?}"
         );
     }

@@ -133,8 +133,8 @@ pub(crate) enum SwarmCommand {
     },
     /// Stop, keeping the `.part` file; reported as failed ("cancelled").
     Cancel,
-    /// Fail with this reason (the actor found no source).
-    Fail(String),
+    /// Fail: the actor found no source (the cause, and the sentence for people).
+    Fail(FailureCause, String),
     /// Stop quietly (node shutdown or unshare).
     Stop,
     /// Answer which pieces are here and on their way.
@@ -388,7 +388,7 @@ impl Driver {
                 command = commands.recv() => match command {
                     Some(SwarmCommand::AddLink { peer, link, data }) => self.add_link(peer, link, data),
                     Some(SwarmCommand::Cancel) => self.outcome = Some(Outcome::Failed(FailureCause::Cancelled, "cancelled".into())),
-                    Some(SwarmCommand::Fail(reason)) => self.outcome = Some(Outcome::Failed(FailureCause::NoSource, reason)),
+                    Some(SwarmCommand::Fail(cause, reason)) => self.outcome = Some(Outcome::Failed(cause, reason)),
                     Some(SwarmCommand::Stop) | None => self.outcome = Some(Outcome::Stopped),
                     Some(SwarmCommand::PieceMap(reply)) => {
                         let _ = reply.send(Ok(self.piece_map()));
@@ -481,7 +481,7 @@ impl Driver {
                         }
                         Err(e) => {
                             self.outcome =
-                                Some(Outcome::Failed(FailureCause::Storage, e.to_string()))
+                                Some(Outcome::Failed(FailureCause::of_storage(&e), e.to_string()))
                         }
                     }
                 }
@@ -516,7 +516,7 @@ impl Driver {
                         }
                         Err(e) => {
                             self.outcome =
-                                Some(Outcome::Failed(FailureCause::Storage, e.to_string()))
+                                Some(Outcome::Failed(FailureCause::of_storage(&e), e.to_string()))
                         }
                     }
                 }
@@ -1056,7 +1056,7 @@ impl Driver {
                     transfer,
                     info_hash,
                     reason: reason.clone(),
-                    cause: *cause,
+                    cause: cause.clone(),
                 },
             };
             let _ = self.spec.events.send(event).await;

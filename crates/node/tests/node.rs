@@ -8,8 +8,8 @@
 //! - the media server serves a finished download with HTTP Range (206 and the right bytes),
 //!   refuses a wrong token, and serves nothing that is neither shared nor downloaded;
 //! - unsharing removes the file from the index and revokes its media URL (issue 7, item 11);
-//! - a failed download says its cause: `NoSource` when its only holder never answers,
-//!   `Cancelled` when cancelled (issue 7, item 4).
+//! - a failed download says its cause: `SourcesFailed` naming its only holder and why when
+//!   it never answers, `Cancelled` when cancelled (issue 7, item 4; issue 9, item 1).
 
 use std::time::Duration;
 
@@ -336,7 +336,8 @@ async fn a_failed_download_says_its_cause() {
     let transfer = viewer.download(hash, None).await.expect("download");
     let failed = next(&mut events, |e| matches!(e, NodeEvent::Failed { .. })).await;
     assert!(
-        matches!(failed, NodeEvent::Failed { transfer: t, cause: FailureCause::NoSource, .. } if t == transfer),
+        matches!(&failed, NodeEvent::Failed { transfer: t, cause: FailureCause::SourcesFailed { peers }, .. }
+            if *t == transfer && peers.len() == 1 && peers[0].1.starts_with("connecting: ")),
         "{failed:?}"
     );
 
