@@ -69,9 +69,6 @@ pub enum NodeError {
     /// A file could not be read, hashed or written.
     #[error(transparent)]
     Storage(#[from] shoal_storage::StorageError),
-    /// The transfer was cancelled.
-    #[error("cancelled")]
-    Cancelled,
     /// The path is neither shared by this node nor one of its finished downloads.
     #[error("{} is not a shared or downloaded file", path.display())]
     NotPlayable {

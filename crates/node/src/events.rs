@@ -299,8 +299,9 @@ pub enum NodeEvent {
         transfer: TransferId,
         /// The peer.
         peer: NodeId,
-        /// What it did.
-        reason: String,
+        /// What it did (a corrupt piece or manifest, a protocol violation...); its
+        /// `Display` is the sentence.
+        reason: crate::CloseReason,
     },
     /// A download finished: the verified file is at `path`.
     Completed {

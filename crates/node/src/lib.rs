@@ -59,6 +59,7 @@ pub fn media_duration_secs(path: &std::path::Path) -> Option<f64> {
     }
 }
 pub use shoal_rtc::{CandidateType, RtcConfig, check_ice_server};
+pub use shoal_transfer::CloseReason;
 use tokio::sync::{mpsc, oneshot};
 
 /// Settings of a node.

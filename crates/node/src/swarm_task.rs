@@ -538,7 +538,7 @@ impl Driver {
                     let _ = self.spec.events.try_send(NodeEvent::PeerBanned {
                         transfer,
                         peer: node,
-                        reason: reason.to_string(),
+                        reason: reason.clone(),
                     });
                     let _ = self.spec.internal.send(Internal::PeerBanned {
                         transfer,
