@@ -520,9 +520,9 @@ impl AppCore {
         // downloads, and the room waits for the host's player like a member's.
         let name = match shared {
             Some(name) => name,
-            None => match node.lookup(info_hash).await {
-                Ok(Some(file)) => shoal_node::text::inert(&file.name, 255).into_owned(),
-                _ => {
+            None => match node.lookup(info_hash).await? {
+                Some(file) => shoal_node::text::inert(&file.name, 255).into_owned(),
+                None => {
                     return Err(UiError::new(
                         "unknown_file",
                         "Nobody on the network shares this file now: share it, or pick one \
@@ -533,8 +533,16 @@ impl AppCore {
         };
         self.leave_room().await;
         let info = node.create_room(info_hash).await?;
-        let me = node.node_id().await?;
-        let watch = self.watch(info_hash).await?;
+        // The server opened it: a failure from here on closes it again.
+        let started =
+            async { Ok::<_, UiError>((node.node_id().await?, self.watch(info_hash).await?)) };
+        let (me, watch) = match started.await {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = node.leave_room(&info.code).await;
+                return Err(e);
+            }
+        };
         let dto = crate::dto::Room {
             code: info.code.clone(),
             link: info.link.clone(),
@@ -562,13 +570,15 @@ impl AppCore {
         self.leave_room().await;
         let node = self.node();
         let info = node.join_room(room.trim(), None).await?;
-        let me = node.node_id().await?;
         let name = match node.lookup(info.info_hash).await {
             Ok(Some(file)) => file.name,
             _ => info.info_hash.short(),
         };
-        let watch = match self.watch(info.info_hash).await {
-            Ok(w) => w,
+        // In the room now: a failure from here on leaves it again.
+        let started =
+            async { Ok::<_, UiError>((node.node_id().await?, self.watch(info.info_hash).await?)) };
+        let (me, watch) = match started.await {
+            Ok(started) => started,
             Err(e) => {
                 let _ = node.leave_room(&info.code).await;
                 return Err(e);
@@ -649,7 +659,10 @@ impl AppCore {
         let mut player = player;
         if progress >= 1.0 {
             player.ready = true;
-        } else if !player.ready
+        } else if lock(&self.room)
+            .as_mut()
+            .is_some_and(|r| r.may_estimate_ready(&player))
+            && !player.ready
             && !player.playing
             && !player.seeking
             && let Some(transfer) = transfer.and_then(|id| self.node_transfer(id))

@@ -25,6 +25,8 @@ enum Session {
 pub struct AppRoom {
     session: Session,
     me: Option<NodeId>,
+    /// Where the player last ran dry while playing (media ms), until it plays on by itself.
+    ran_dry_at: Option<f64>,
     /// What `create_room` / `join_room` answered, for a reloaded page.
     pub info: Room,
 }
@@ -41,6 +43,7 @@ impl AppRoom {
                 FollowConfig::seek_only(),
             ))),
             me,
+            ran_dry_at: None,
             info: dto,
         }
     }
@@ -56,8 +59,26 @@ impl AppRoom {
                 FollowConfig::seek_only(),
             ))),
             me,
+            ran_dry_at: None,
             info: dto,
         }
+    }
+
+    /// Whether a paused player may be called ready by what is on disk (an estimate from the
+    /// average bitrate) rather than by its own `buffered` ranges: not within 10 s of where it
+    /// last ran dry while playing, or the room would play, run dry and hold again for ever
+    /// (each "ready" restarting the wait's timeout). It is there once the player plays on by
+    /// itself.
+    pub fn may_estimate_ready(&mut self, player: &PlayerReport) -> bool {
+        if player.playing {
+            self.ran_dry_at = if player.ready {
+                None
+            } else {
+                Some(player.position_ms)
+            };
+        }
+        self.ran_dry_at
+            .is_none_or(|at| (player.position_ms - at).abs() >= 10_000.0)
     }
 
     /// The room's code.

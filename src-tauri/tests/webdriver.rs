@@ -1502,6 +1502,8 @@ async fn watch_plays_a_download_while_it_arrives() {
     .await;
     app.wait_css("#connection[data-state='connected']").await;
     let row = |hash: &str| format!(".network-file[data-info-hash='{hash}']");
+    // The list is complete (rows still arriving move the one clicked).
+    app.wait_count(".network-file", 4).await;
 
     // 1. Watch on the MP4's row: it plays while it downloads.
     let watch = app

@@ -82,6 +82,12 @@ export async function refresh() {
     render();
   } catch (e) {
     if (seq !== requestSeq) return;
+    // Offline with a list on screen: "the connection was lost" (setStale) says more than
+    // "not connected" from a refresh that raced the disconnection.
+    if (stale && files.length && errorCode(e) === "not_connected") {
+      render();
+      return;
+    }
     setText(errorTextEl, errorText(e));
     errorEl.hidden = false;
     errorEl.dataset.code = errorCode(e) ?? "";
@@ -92,6 +98,20 @@ export async function refresh() {
       refreshEl.removeAttribute("aria-busy");
     }
   }
+}
+
+/**
+ * Makes the list's rows `rows`, in order, moving only the rows out of place: a row taken out
+ * of the page between a press and its release loses the click (a refresh while someone
+ * clicked Watch did nothing, seen in the WebDriver tests), so rows in place stay put.
+ * @param {HTMLLIElement[]} rows
+ */
+function placeRows(rows) {
+  rows.forEach((row, i) => {
+    const at = listEl.children[i];
+    if (at !== row) listEl.insertBefore(row, at ?? null);
+  });
+  while (listEl.children.length > rows.length) listEl.lastElementChild?.remove();
 }
 
 function render() {
@@ -106,7 +126,7 @@ function render() {
     if (old && old.dataset.sig === signature(file)) return old;
     return fileRow(file);
   });
-  listEl.replaceChildren(...rows);
+  placeRows(rows);
   updateButtons();
 
   setText(countEl, loaded && files.length ? String(files.length) : "");

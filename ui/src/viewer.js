@@ -351,7 +351,7 @@ function watchProgress(media, opener, what, stream) {
   let movingSince = null;
   /** @type {HTMLElement | null} */
   let notice = null;
-  /** Where a seek last tried to restart a frozen player. @type {number | null} */
+  /** When a seek last tried to restart a frozen player (ms); cleared once it plays on. @type {number | null} */
   let kickedAt = null;
   const drop = () => {
     if (notice) {
@@ -370,7 +370,9 @@ function watchProgress(media, opener, what, stream) {
     const moved = media.currentTime !== last;
     last = media.currentTime;
     const buffering = stream.downloading && media.readyState < HTMLMediaElement.HAVE_FUTURE_DATA;
-    if (media.paused || media.ended || media.seeking || buffering) {
+    // A restarting seek that never ends is a frozen player too.
+    const stuckSeeking = media.seeking && kickedAt !== null && now - kickedAt > STALL_MS;
+    if (!stuckSeeking && (media.paused || media.ended || media.seeking || buffering)) {
       since = now;
       movingSince = null;
       return;
@@ -380,12 +382,15 @@ function watchProgress(media, opener, what, stream) {
       movingSince ??= now;
       // A player that jerks on now and then is not playing: the notice stays until the time
       // has moved for a while.
-      if (now - movingSince >= NOTICE_CLEAR_MS) drop();
+      if (now - movingSince >= NOTICE_CLEAR_MS) {
+        drop();
+        kickedAt = null;
+      }
       return;
     }
     movingSince = null;
-    if (!notice && now - since > STALL_MS && kickedAt !== media.currentTime) {
-      kickedAt = media.currentTime;
+    if (!notice && now - since > STALL_MS && kickedAt === null) {
+      kickedAt = now;
       since = now;
       console.warn(`player stood still at ${media.currentTime} s; seeking there to restart it`);
       media.currentTime = media.currentTime;

@@ -1,7 +1,7 @@
 //! The node's actor: owns shares, downloads, pending server requests and the peer connections
 //! being set up; routes signaling messages; starts swarm tasks.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -177,6 +177,9 @@ struct Actor {
     /// The rooms this node is in, by code, with the host key of those it hosts: joined
     /// again on every new signaling connection.
     rooms: BTreeMap<String, Option<String>>,
+    /// Rooms whose rejoin was refused for now (rate-limited, busy): tried again on the
+    /// next refresh tick.
+    rejoin_later: BTreeSet<String>,
 }
 
 pub(crate) async fn run(
@@ -223,6 +226,7 @@ pub(crate) async fn run(
         },
         epoch,
         rooms: BTreeMap::new(),
+        rejoin_later: BTreeSet::new(),
     };
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -248,7 +252,10 @@ pub(crate) async fn run(
                 }
             },
             Some(event) = from_server.recv() => actor.on_signaling(event).await,
-            _ = refresh.tick() => actor.refresh_downloads(),
+            _ = refresh.tick() => {
+                actor.refresh_downloads();
+                actor.rejoin_rooms_later();
+            }
             () = sleep_until(announce_at), if announce_at.is_some() => actor.send_announcements(),
         }
     }
@@ -314,8 +321,11 @@ impl Actor {
                 // queued again (a new connection resets the queue and announces all).
                 self.pacer.refused(Instant::now(), hashes);
             }
-            // Remembered: the next connection tries again.
-            Pending::Refresh(_) | Pending::Rejoin(_) => {}
+            Pending::Refresh(_) => {}
+            // Not sent: tried again on the next refresh (or the next connection).
+            Pending::Rejoin(code) => {
+                self.rejoin_later.insert(code);
+            }
         }
     }
 
@@ -347,6 +357,7 @@ impl Actor {
             Command::Post { message, reply } => {
                 if let ClientToServer::LeaveRoom { room } = &message {
                     self.rooms.remove(room);
+                    self.rejoin_later.remove(room);
                 }
                 let result = if self.node_id.is_none() {
                     Err(NodeError::NotConnected {
@@ -690,18 +701,10 @@ impl Actor {
                 self.pacer.reset(Instant::now());
                 self.announce(all);
                 // A new connection is a new node id in no room: join ours again.
-                let rooms: Vec<(String, Option<String>)> = self
-                    .rooms
-                    .iter()
-                    .map(|(code, key)| (code.clone(), key.clone()))
-                    .collect();
-                for (code, host_key) in rooms {
-                    let join = ClientToServer::JoinRoom {
-                        room: code.clone(),
-                        host_key,
-                        request_id: None,
-                    };
-                    self.request(join, Pending::Rejoin(code));
+                self.rejoin_later.clear();
+                let codes: Vec<String> = self.rooms.keys().cloned().collect();
+                for code in codes {
+                    self.rejoin(code);
                 }
             }
             SignalingEvent::Disconnected => {
@@ -785,17 +788,45 @@ impl Actor {
     async fn on_answer(&mut self, pending: Pending, message: ServerToClient) {
         match pending {
             Pending::Reply(reply) => {
-                if let ServerToClient::RoomJoined { room, .. } = &message {
-                    self.rooms.insert(room.code.clone(), room.host_key.clone());
+                let joined = match &message {
+                    ServerToClient::RoomJoined { room, .. } => {
+                        Some((room.code.clone(), room.host_key.clone()))
+                    }
+                    _ => None,
+                };
+                let asked = reply.send(Ok(message)).is_ok();
+                match joined {
+                    // Remembered only if the caller heard of it.
+                    Some((code, key)) if asked => {
+                        self.rooms.insert(code, key);
+                    }
+                    // The caller gave up waiting: the room it never heard of is left.
+                    Some((code, _)) => {
+                        let _ = self
+                            .to_server
+                            .try_send(ClientToServer::LeaveRoom { room: code });
+                    }
+                    None => {}
                 }
-                let _ = reply.send(Ok(message));
             }
+            // Left meanwhile (the leave follows on the wire): nothing to tell.
+            Pending::Rejoin(code) if !self.rooms.contains_key(&code) => {}
             Pending::Rejoin(code) => match message {
                 ServerToClient::RoomJoined { room, .. } => {
                     let Some(me) = self.node_id else { return };
                     self.rooms.insert(room.code.clone(), room.host_key.clone());
                     self.emit(NodeEvent::Room(RoomEvent::Rejoined { room, me }))
                         .await;
+                }
+                // Refused for now (too many joins at once after a server restart, a busy
+                // server): tried again on the next refresh.
+                ServerToClient::Error { code: error, .. }
+                    if !matches!(
+                        error,
+                        ErrorCode::UnknownRoom | ErrorCode::NotHost | ErrorCode::LimitExceeded
+                    ) =>
+                {
+                    self.rejoin_later.insert(code);
                 }
                 other => {
                     // Ended while this node was away (or the key no longer opens it).
@@ -1228,6 +1259,30 @@ impl Actor {
         let info_hash = d.info_hash;
         for peer in d.policy.holders_found(&holders, Instant::now()) {
             self.connect(transfer, info_hash, peer);
+        }
+    }
+
+    /// Sends `join_room` again for a room this node is in (with its host key for one it
+    /// hosts).
+    fn rejoin(&mut self, code: String) {
+        let Some(host_key) = self.rooms.get(&code).cloned() else {
+            return;
+        };
+        let join = ClientToServer::JoinRoom {
+            room: code.clone(),
+            host_key,
+            request_id: None,
+        };
+        self.request(join, Pending::Rejoin(code));
+    }
+
+    /// Tries again the rejoins refused for now, while connected.
+    fn rejoin_rooms_later(&mut self) {
+        if self.node_id.is_none() {
+            return;
+        }
+        for code in std::mem::take(&mut self.rejoin_later) {
+            self.rejoin(code);
         }
     }
 

@@ -136,6 +136,9 @@ impl RoomView {
                 self.host = room.host;
                 self.members = room.members.clone();
                 self.states.retain(|id, _| room.members.contains(id));
+                // A wait that ended while this node was away would stay on screen; the host
+                // says it again if it still waits.
+                self.waiting_for = None;
             }
             RoomEvent::Refused { .. } => {}
         }
@@ -598,7 +601,12 @@ impl HostSession {
         match event {
             RoomEvent::Members { members, .. } => {
                 self.forget_gone(members);
+                let waiting = self.view.waiting_for;
                 self.decide(now_ms);
+                // Someone new (or back) hears of a wait already under way.
+                if waiting.is_some() && self.view.waiting_for == waiting {
+                    self.out.push((None, RoomBody::Waiting { member: waiting }));
+                }
             }
             RoomEvent::Rejoined { room, me } => {
                 // Under a new id; members that left meanwhile are not waited for, and the
