@@ -533,16 +533,7 @@ impl AppCore {
         };
         self.leave_room().await;
         let info = node.create_room(info_hash).await?;
-        // The server opened it: a failure from here on closes it again.
-        let started =
-            async { Ok::<_, UiError>((node.node_id().await?, self.watch(info_hash).await?)) };
-        let (me, watch) = match started.await {
-            Ok(started) => started,
-            Err(e) => {
-                let _ = node.leave_room(&info.code).await;
-                return Err(e);
-            }
-        };
+        let (me, watch) = self.start_watching(&node, &info).await?;
         let dto = crate::dto::Room {
             code: info.code.clone(),
             link: info.link.clone(),
@@ -574,16 +565,7 @@ impl AppCore {
             Ok(Some(file)) => file.name,
             _ => info.info_hash.short(),
         };
-        // In the room now: a failure from here on leaves it again.
-        let started =
-            async { Ok::<_, UiError>((node.node_id().await?, self.watch(info.info_hash).await?)) };
-        let (me, watch) = match started.await {
-            Ok(started) => started,
-            Err(e) => {
-                let _ = node.leave_room(&info.code).await;
-                return Err(e);
-            }
-        };
+        let (me, watch) = self.start_watching(&node, &info).await?;
         let dto = crate::dto::Room {
             code: info.code.clone(),
             link: info.link.clone(),
@@ -600,6 +582,24 @@ impl AppCore {
         ));
         self.log("info", format!("Joined room {}", info.code));
         Ok(dto)
+    }
+
+    /// This node's id and the room's media as `watch` opens it, for a room the server just
+    /// opened or joined: a failure leaves the room again (as its host: ends it).
+    async fn start_watching(
+        self: &Arc<Self>,
+        node: &NodeHandle,
+        info: &shoal_node::RoomInfo,
+    ) -> Result<(Option<shoal_node::NodeId>, Watch), UiError> {
+        let started =
+            async { Ok::<_, UiError>((node.node_id().await?, self.watch(info.info_hash).await?)) };
+        match started.await {
+            Ok(started) => Ok(started),
+            Err(e) => {
+                let _ = node.leave_room(&info.code).await;
+                Err(e)
+            }
+        }
     }
 
     /// Leaves the room (as its host: ends it).
@@ -640,9 +640,11 @@ impl AppCore {
     ) -> Result<crate::dto::RoomTick, UiError> {
         let node = self.node();
         let name = Some(self.settings().display_name).filter(|n| !n.is_empty());
-        let transfer = lock(&self.room)
-            .as_ref()
-            .and_then(|r| r.info.watch.transfer);
+        let (transfer, may_estimate) = {
+            let mut room = lock(&self.room);
+            let room = room.as_mut().ok_or_else(no_room)?;
+            (room.info.watch.transfer, room.may_estimate_ready(&player))
+        };
         let progress = match transfer {
             None => 1.0,
             Some(id) => lock(&self.view).transfers.get(&id).map_or(0.0, |t| {
@@ -659,9 +661,7 @@ impl AppCore {
         let mut player = player;
         if progress >= 1.0 {
             player.ready = true;
-        } else if lock(&self.room)
-            .as_mut()
-            .is_some_and(|r| r.may_estimate_ready(&player))
+        } else if may_estimate
             && !player.ready
             && !player.playing
             && !player.seeking

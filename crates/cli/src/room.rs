@@ -96,6 +96,17 @@ fn say_changes(before: &RoomView, after: &RoomView) {
     }
 }
 
+/// Says what the room's view does not show: a refusal, a rejoin after a reconnect.
+fn say_event(event: &RoomEvent) {
+    match event {
+        RoomEvent::Refused { reason } => eprintln!("refused: {}", inert(reason, usize::MAX)),
+        RoomEvent::Rejoined { room, .. } => {
+            eprintln!("rejoined room {} after a reconnect", room.code);
+        }
+        _ => {}
+    }
+}
+
 /// Sends what a session wants sent. Offline, it is dropped: the node joins the room again
 /// when it reconnects, and what matters is said again then (a member's state once a
 /// second, the host's playback on rejoining).
@@ -168,15 +179,7 @@ pub async fn host(
             },
             event = events.recv() => match event {
                 Some(NodeEvent::Room(event)) => {
-                    match &event {
-                        RoomEvent::Refused { reason } => {
-                            eprintln!("refused: {}", inert(reason, usize::MAX));
-                        }
-                        RoomEvent::Rejoined { room, .. } => {
-                            eprintln!("rejoined room {} after a reconnect", room.code);
-                        }
-                        _ => {}
-                    }
+                    say_event(&event);
                     session.on_event(&event, node.clock_ms());
                 }
                 Some(NodeEvent::UploadProgress(p)) => served.note(&p),
@@ -315,15 +318,7 @@ pub async fn join(
         tokio::select! {
             event = events.recv() => match event {
                 Some(NodeEvent::Room(event)) => {
-                    match &event {
-                        RoomEvent::Refused { reason } => {
-                            eprintln!("refused: {}", inert(reason, usize::MAX));
-                        }
-                        RoomEvent::Rejoined { room, .. } => {
-                            eprintln!("rejoined room {} after a reconnect", room.code);
-                        }
-                        _ => {}
-                    }
+                    say_event(&event);
                     session.on_event(&event, node.clock_ms());
                 }
                 Some(NodeEvent::DownloadStarted { transfer: t, len_bytes, .. }) if t == transfer => {

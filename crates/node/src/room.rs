@@ -803,6 +803,17 @@ mod tests {
         out.into_iter().map(|(_, b)| b).collect()
     }
 
+    /// A paused player at 0 with data.
+    fn still() -> PlayerState {
+        PlayerState {
+            position_ms: 0.0,
+            playing: false,
+            seeking: false,
+            ready: true,
+            rate: 1.0,
+        }
+    }
+
     fn sent(host: &mut HostSession, now: f64) -> Vec<RoomBody> {
         let report = Report {
             state: MemberPlayback::Paused,
@@ -810,13 +821,7 @@ mod tests {
             progress: 1.0,
             name: None,
         };
-        let player = PlayerState {
-            position_ms: 0.0,
-            playing: false,
-            seeking: false,
-            ready: true,
-            rate: 1.0,
-        };
+        let player = still();
         bodies(host.outgoing(now, &report, &player))
             .into_iter()
             .filter(|b| !matches!(b, RoomBody::MemberState { .. }))
@@ -966,13 +971,7 @@ mod tests {
             NodeId::random(),
             NodeId::random(),
         );
-        let player = PlayerState {
-            position_ms: 0.0,
-            playing: false,
-            seeking: false,
-            ready: true,
-            rate: 1.0,
-        };
+        let player = still();
         let report = Report::of(&player, 1.0, None);
         // A member comes back as m2; the host had sought to 30 s meanwhile.
         let mut member = MemberSession::new(&info(h, &[h, m]), Some(m), 0.0);
