@@ -9,16 +9,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use shoal_node::{
     ConnectionState, FailureCause, InfoHash, Node, NodeConfig, NodeError, NodeEvent, NodeHandle,
-    RtcConfig, TransferId,
+    RtcConfig, TransferId, TransferStatus,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter};
 use tauri_plugin_notification::NotificationExt;
 use tokio::sync::mpsc;
 
+use crate::downloads::Download;
 use crate::dto::{
-    AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, PeerInfo, PieceMap,
-    Problem, Share, Transfer, TransferState, UiError, UiEvent, Upload, Watch,
+    AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, PieceMap, Problem, Share,
+    TransferState, UiError, UiEvent, Upload, Watch,
 };
 use crate::hosting::Hosting;
 use crate::library::{Library, RememberedShare, RememberedTransfer};
@@ -37,13 +38,10 @@ struct View {
     hosting_problem: Option<HostingProblem>,
     shares: BTreeMap<InfoHash, Share>,
     hashing: BTreeMap<PathBuf, Hashing>,
-    /// By the app's transfer id, which outlives node restarts and app runs.
-    transfers: BTreeMap<u64, Transfer>,
-    /// The folder of each transfer, for resuming it.
-    out_dirs: HashMap<u64, PathBuf>,
-    /// The app's id of each transfer of the current node.
-    node_ids: HashMap<TransferId, u64>,
-    /// Downloads being started or resumed: the app id their `DownloadStarted` gets.
+    /// By the app's transfer id, which outlives node restarts and app runs: what the app
+    /// keeps of each; their figures are the node's.
+    transfers: BTreeMap<u64, Download>,
+    /// Downloads being started or resumed: the app id their run gets.
     starting: HashMap<InfoHash, u64>,
     /// The shares remembered between runs (`shares.json`), re-shared at start and when the
     /// node restarts.
@@ -125,16 +123,14 @@ impl AppCore {
         let (node, events) = Node::spawn(node_config(&settings, url.clone(), &dirs));
         let next_transfer = remembered_transfers.iter().map(|t| t.id).max().unwrap_or(0) + 1;
         let mut transfers = BTreeMap::new();
-        let mut out_dirs = HashMap::new();
         for remembered in &remembered_transfers {
-            let mut t = remembered.to_transfer();
+            let mut d = Download::from_remembered(remembered);
             if crate::library::resumable(remembered) {
-                t.state = TransferState::Waiting;
-                t.problem = Some(Problem::NoServer);
-                hold_or_release(&mut t, settings.resume_downloads);
+                d.state = TransferState::Waiting;
+                d.problem = Some(Problem::NoServer);
+                d.hold_or_release(settings.resume_downloads);
             }
-            out_dirs.insert(t.id, remembered.out_dir.clone());
-            transfers.insert(t.id, t);
+            transfers.insert(d.id, d);
         }
         let mut shares = BTreeMap::new();
         let mut present = Vec::new();
@@ -157,8 +153,6 @@ impl AppCore {
                 shares,
                 hashing: BTreeMap::new(),
                 transfers,
-                out_dirs,
-                node_ids: HashMap::new(),
                 starting: HashMap::new(),
                 remembered,
                 sharing: HashMap::new(),
@@ -197,14 +191,11 @@ impl AppCore {
     }
 
     fn save_transfers(&self, view: &View) {
-        let default_dir = self.settings().download_dir;
+        let node = self.node();
         let list: Vec<RememberedTransfer> = view
             .transfers
             .values()
-            .map(|t| {
-                let dir = view.out_dirs.get(&t.id).cloned();
-                RememberedTransfer::new(t, dir.unwrap_or_else(|| default_dir.clone()))
-            })
+            .map(|d| d.remembered(&node))
             .collect();
         if let Err(e) = self.library.save_transfers(&list) {
             tracing::warn!("{e}");
@@ -228,39 +219,68 @@ impl AppCore {
         info_hash: InfoHash,
         dir: PathBuf,
     ) -> Result<u64, NodeError> {
-        {
-            let mut view = lock(&self.view);
-            view.starting.insert(info_hash, id);
-            view.out_dirs.insert(id, dir.clone());
-        }
+        lock(&self.view).starting.insert(info_hash, id);
         let result = self.node().download(info_hash, Some(dir)).await;
         let mut view = lock(&self.view);
         view.starting.remove(&info_hash);
         match result {
-            Ok(transfer) => {
-                // `DownloadStarted` may have been handled first and mapped it already.
-                view.node_ids.entry(transfer).or_insert(id);
+            Ok(status) => {
+                self.adopt_run(&mut view, id, &status);
                 Ok(id)
             }
             Err(e) => {
-                if let Some(t) = view.transfers.get_mut(&id)
-                    && t.state == TransferState::Waiting
+                if let Some(d) = view.transfers.get_mut(&id)
+                    && d.state == TransferState::Waiting
                 {
                     match waiting_reason(&e) {
-                        Some(problem) => t.problem = Some(problem),
+                        Some(problem) => d.problem = Some(problem),
                         None => {
-                            t.state = TransferState::Failed;
-                            t.problem = Some(Problem::Other {
+                            d.state = TransferState::Failed;
+                            d.problem = Some(Problem::Other {
                                 message: e.to_string(),
                             });
                         }
                     }
-                    let transfer = t.clone();
-                    self.emit(&mut view, UiEvent::Transfer { transfer });
+                    self.emit_card(&mut view, id);
                     self.save_transfers(&view);
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// The node runs the app's download `id` as `status` (its answer to `download`, or its
+    /// `DownloadStarted`, whichever the app hears first): the card shows it running.
+    fn adopt_run(&self, view: &mut View, id: u64, status: &TransferStatus) {
+        if view
+            .transfers
+            .get(&id)
+            .is_some_and(|d| d.run == Some(status.transfer()))
+        {
+            return;
+        }
+        match view.transfers.get_mut(&id) {
+            Some(d) => d.adopt(status),
+            None => {
+                view.transfers.insert(id, Download::started(id, status));
+            }
+        }
+        self.emit_card(view, id);
+        self.save_transfers(view);
+    }
+
+    /// The app's download running as the node's `transfer`.
+    fn by_run(view: &View, transfer: TransferId) -> Option<u64> {
+        view.transfers
+            .values()
+            .find(|d| d.run == Some(transfer))
+            .map(|d| d.id)
+    }
+
+    /// Tells the UI the card of download `id` now.
+    fn emit_card(&self, view: &mut View, id: u64) {
+        if let Some(transfer) = view.transfers.get(&id).map(|d| d.card(&self.node())) {
+            self.emit(view, UiEvent::Transfer { transfer });
         }
     }
 
@@ -270,17 +290,15 @@ impl AppCore {
         if !self.settings().resume_downloads {
             return;
         }
-        let default_dir = self.settings().download_dir;
         let waiting: Vec<(u64, InfoHash, PathBuf)> = {
             let mut view = lock(&self.view);
             let candidates: Vec<(u64, InfoHash, PathBuf)> = view
                 .transfers
                 .values()
-                .filter(|t| t.state == TransferState::Waiting)
-                .filter_map(|t| {
-                    let info_hash = t.info_hash.parse::<InfoHash>().ok()?;
-                    let dir = view.out_dirs.get(&t.id).cloned();
-                    Some((t.id, info_hash, dir.unwrap_or_else(|| default_dir.clone())))
+                .filter(|d| d.state == TransferState::Waiting)
+                .filter_map(|d| {
+                    let info_hash = d.info_hash.parse::<InfoHash>().ok()?;
+                    Some((d.id, info_hash, d.out_dir.clone()))
                 })
                 .filter(|(_, h, _)| !view.starting.contains_key(h))
                 .collect();
@@ -303,30 +321,22 @@ impl AppCore {
     /// # Errors
     /// Unknown transfer, or the node stopped.
     pub async fn cancel(&self, id: u64) -> Result<(), UiError> {
-        let running = {
-            let view = lock(&self.view);
-            view.node_ids
-                .iter()
-                .find(|(_, app)| **app == id)
-                .map(|(t, _)| *t)
-                .filter(|_| {
-                    view.transfers
-                        .get(&id)
-                        .is_some_and(|t| t.state == TransferState::Running)
-                })
-        };
+        let running = lock(&self.view)
+            .transfers
+            .get(&id)
+            .filter(|d| d.state == TransferState::Running)
+            .and_then(|d| d.run);
         if let Some(transfer) = running {
             return Ok(self.node().cancel(transfer).await?);
         }
         let mut view = lock(&self.view);
-        let Some(t) = view.transfers.get_mut(&id) else {
+        let Some(d) = view.transfers.get_mut(&id) else {
             return Err(UiError::new("unknown_transfer", "No such download"));
         };
-        if t.state == TransferState::Waiting {
-            t.state = TransferState::Cancelled;
-            t.problem = None;
-            let transfer = t.clone();
-            self.emit(&mut view, UiEvent::Transfer { transfer });
+        if d.state == TransferState::Waiting {
+            d.state = TransferState::Cancelled;
+            d.problem = None;
+            self.emit_card(&mut view, id);
             self.save_transfers(&view);
         }
         Ok(())
@@ -340,25 +350,23 @@ impl AppCore {
     pub async fn retry(self: &Arc<Self>, id: u64) -> Result<u64, UiError> {
         let (info_hash, dir) = {
             let mut view = lock(&self.view);
-            let default_dir = self.settings().download_dir;
-            let dir = view.out_dirs.get(&id).cloned().unwrap_or(default_dir);
-            let Some(t) = view.transfers.get_mut(&id) else {
+            let Some(d) = view.transfers.get_mut(&id) else {
                 return Err(UiError::new("unknown_transfer", "No such download"));
             };
-            if !matches!(t.state, TransferState::Failed | TransferState::Cancelled) {
+            if !matches!(d.state, TransferState::Failed | TransferState::Cancelled) {
                 return Err(UiError::new(
                     "unknown_transfer",
                     "Only a failed or cancelled download can be tried again",
                 ));
             }
-            let info_hash = t
+            let info_hash = d
                 .info_hash
                 .parse::<InfoHash>()
                 .map_err(|e| UiError::new("internal", e.to_string()))?;
-            t.state = TransferState::Waiting;
-            t.problem = Some(Problem::NoServer);
-            let transfer = t.clone();
-            self.emit(&mut view, UiEvent::Transfer { transfer });
+            d.state = TransferState::Waiting;
+            d.problem = Some(Problem::NoServer);
+            let dir = d.out_dir.clone();
+            self.emit_card(&mut view, id);
             (info_hash, dir)
         };
         match self.start_download(id, info_hash, dir).await {
@@ -387,15 +395,15 @@ impl AppCore {
                 .or_else(|| {
                     view.transfers
                         .values()
-                        .filter(|t| t.info_hash == hex && t.state == TransferState::Completed)
-                        .find_map(|t| t.path.clone().filter(|p| p.is_file()))
+                        .filter(|d| d.info_hash == hex && d.state == TransferState::Completed)
+                        .find_map(|d| d.path.clone().filter(|p| p.is_file()))
                 });
             let existing = view
                 .transfers
                 .values()
                 .rev()
-                .find(|t| t.info_hash == hex && t.state != TransferState::Completed)
-                .map(|t| (t.id, t.state));
+                .find(|d| d.info_hash == hex && d.state != TransferState::Completed)
+                .map(|d| (d.id, d.state));
             (local, existing)
         };
         if let Some(path) = local {
@@ -430,12 +438,7 @@ impl AppCore {
 
     /// The node's id of the app's transfer `id` in its latest run (a retry is a new run).
     fn node_transfer(&self, id: u64) -> Option<TransferId> {
-        lock(&self.view)
-            .node_ids
-            .iter()
-            .filter(|(_, app)| **app == id)
-            .map(|(t, _)| *t)
-            .max_by_key(|t| t.0)
+        lock(&self.view).transfers.get(&id).and_then(|d| d.run)
     }
 
     /// Which bytes of the app's transfer `id` are here, on their way or missing; a finished
@@ -454,11 +457,11 @@ impl AppCore {
         }
         let view = lock(&self.view);
         match view.transfers.get(&id) {
-            Some(t) if t.state == TransferState::Completed => {
-                Ok(shoal_node::PieceMap::complete(t.len_bytes).into())
+            Some(d) if d.state == TransferState::Completed => {
+                Ok(shoal_node::PieceMap::complete(d.len_bytes).into())
             }
-            Some(t) => Ok(shoal_node::PieceMap {
-                len_bytes: t.len_bytes,
+            Some(d) => Ok(shoal_node::PieceMap {
+                len_bytes: d.len_bytes,
                 ..shoal_node::PieceMap::default()
             }
             .into()),
@@ -479,23 +482,26 @@ impl AppCore {
         self.apply_settings(settings).await
     }
 
-    /// Forgets finished, failed and cancelled downloads (their files stay).
+    /// Forgets finished, failed and cancelled downloads (their files stay), here and in
+    /// the node.
     pub fn clear_finished(&self) {
+        let node = self.node();
         let mut view = lock(&self.view);
         let done: Vec<u64> = view
             .transfers
             .values()
-            .filter(|t| {
+            .filter(|d| {
                 matches!(
-                    t.state,
+                    d.state,
                     TransferState::Completed | TransferState::Failed | TransferState::Cancelled
                 )
             })
-            .map(|t| t.id)
+            .map(|d| d.id)
             .collect();
         for id in done {
-            view.transfers.remove(&id);
-            view.out_dirs.remove(&id);
+            if let Some(run) = view.transfers.remove(&id).and_then(|d| d.run) {
+                node.forget_transfer(run);
+            }
         }
         self.save_transfers(&view);
     }
@@ -647,10 +653,11 @@ impl AppCore {
         };
         let progress = match transfer {
             None => 1.0,
-            Some(id) => lock(&self.view).transfers.get(&id).map_or(0.0, |t| {
-                if t.state == TransferState::Completed {
+            Some(id) => lock(&self.view).transfers.get(&id).map_or(0.0, |d| {
+                if d.state == TransferState::Completed {
                     1.0
                 } else {
+                    let t = d.card(&node);
                     t.bytes_done as f64 / t.len_bytes.max(1) as f64
                 }
             }),
@@ -697,6 +704,7 @@ impl AppCore {
 
     /// A snapshot for `app_state`.
     pub fn snapshot(&self) -> AppState {
+        let node = self.node();
         let view = lock(&self.view);
         AppState {
             settings: self.settings(),
@@ -705,7 +713,12 @@ impl AppCore {
             hosting_problem: view.hosting_problem.clone(),
             shares: view.shares.values().cloned().collect(),
             hashing: view.hashing.values().cloned().collect(),
-            transfers: view.transfers.values().rev().cloned().collect(),
+            transfers: view
+                .transfers
+                .values()
+                .rev()
+                .map(|d| d.card(&node))
+                .collect(),
             log: view.log.iter().cloned().collect(),
         }
     }
@@ -967,7 +980,7 @@ impl AppCore {
             || view
                 .transfers
                 .values()
-                .any(|t| t.path.as_deref() == Some(path))
+                .any(|d| d.path.as_deref() == Some(path))
     }
 
     /// Validates, saves and applies new settings: restarts the node (and the embedded server
@@ -1026,13 +1039,13 @@ impl AppCore {
             || old.download_dir != settings.download_dir;
         if old.resume_downloads != settings.resume_downloads {
             let mut view = lock(&self.view);
-            let changed: Vec<Transfer> = view
+            let changed: Vec<u64> = view
                 .transfers
                 .values_mut()
-                .filter_map(|t| hold_or_release(t, settings.resume_downloads).then(|| t.clone()))
+                .filter_map(|d| d.hold_or_release(settings.resume_downloads).then_some(d.id))
                 .collect();
-            for transfer in changed {
-                self.emit(&mut view, UiEvent::Transfer { transfer });
+            for id in changed {
+                self.emit_card(&mut view, id);
             }
             self.save_transfers(&view);
         }
@@ -1069,6 +1082,7 @@ impl AppCore {
             );
         }
         let url = server_url(&settings, inner.hosting.as_ref());
+        let old_node = inner.node.clone();
         let (node, events) = Node::spawn(node_config(&settings, url, &self.dirs));
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         inner.node = node.clone();
@@ -1078,26 +1092,20 @@ impl AppCore {
             // node and resume there.
             let mut view = lock(&self.view);
             view.shares.retain(|_, s| s.missing.is_some());
-            view.node_ids.clear();
             view.starting.clear();
             view.sharing.clear();
-            let stopped: Vec<Transfer> = view
-                .transfers
-                .values_mut()
-                .filter(|t| t.state == TransferState::Running)
-                .map(|t| {
-                    t.state = TransferState::Waiting;
-                    t.rate_bytes_per_sec = 0.0;
-                    t.upload_rate_bytes_per_sec = 0.0;
-                    t.eta_secs = None;
-                    t.peers.clear();
-                    t.problem = Some(Problem::NoServer);
-                    hold_or_release(t, settings.resume_downloads);
-                    t.clone()
-                })
-                .collect();
-            for transfer in stopped {
-                self.emit(&mut view, UiEvent::Transfer { transfer });
+            let mut stopped = Vec::new();
+            for d in view.transfers.values_mut() {
+                d.leave_node(&old_node);
+                if d.state == TransferState::Running {
+                    d.state = TransferState::Waiting;
+                    d.problem = Some(Problem::NoServer);
+                    d.hold_or_release(settings.resume_downloads);
+                    stopped.push(d.id);
+                }
+            }
+            for id in stopped {
+                self.emit_card(&mut view, id);
             }
             self.save_transfers(&view);
             view.remembered
@@ -1224,23 +1232,25 @@ impl AppCore {
                 transfer,
                 info_hash,
                 name,
-                len_bytes,
                 resumed_bytes,
+                ..
             } => {
-                let id = match view.node_ids.get(&transfer) {
-                    Some(id) => *id,
+                let id = match Self::by_run(&view, transfer) {
+                    Some(id) => id,
                     None => view
                         .starting
                         .get(&info_hash)
                         .copied()
                         .unwrap_or_else(|| self.next_transfer_id()),
                 };
-                view.node_ids.insert(transfer, id);
-                let mut t = Transfer::new(id, info_hash.to_string(), name.clone(), len_bytes);
-                t.bytes_done = resumed_bytes;
-                view.transfers.insert(id, t.clone());
-                self.emit(&mut view, UiEvent::Transfer { transfer: t });
-                self.save_transfers(&view);
+                match self.node().transfer(transfer) {
+                    Ok(status) => {
+                        self.adopt_run(&mut view, id, &status);
+                        // Its resumed bytes.
+                        self.emit_card(&mut view, id);
+                    }
+                    Err(e) => tracing::warn!("{e}"),
+                }
                 drop(view);
                 if resumed_bytes > 0 {
                     self.log("info", format!("Resuming {name}"));
@@ -1248,44 +1258,14 @@ impl AppCore {
                     self.log("info", format!("Downloading {name}"));
                 }
             }
-            NodeEvent::DownloadProgress(p) => {
-                let id = view.node_ids.get(&p.transfer).copied();
-                if let Some(t) = id.and_then(|id| view.transfers.get_mut(&id)) {
-                    t.bytes_done = p.bytes_done;
-                    t.len_bytes = p.len_bytes;
-                    t.rate_bytes_per_sec = p.rate_bytes_per_sec;
-                    t.sent_bytes = p.sent_bytes;
-                    t.upload_rate_bytes_per_sec = p.upload_rate_bytes_per_sec;
-                    t.peers_served = p.peers_served;
-                    t.eta_secs = (p.rate_bytes_per_sec > 1.0).then(|| {
-                        (p.len_bytes.saturating_sub(p.bytes_done) as f64 / p.rate_bytes_per_sec)
-                            .ceil() as u64
-                    });
-                    // `peers` lists nodes (a download may hold two connections to one).
-                    if p.peers == 0 {
-                        t.peers.clear();
-                    }
-                    let transfer = t.clone();
-                    self.emit(&mut view, UiEvent::Transfer { transfer });
-                }
-            }
-            NodeEvent::PeerConnected {
+            // The node's status has the change already: the card shows it.
+            NodeEvent::DownloadProgress(shoal_node::DownloadProgress { transfer, .. })
+            | NodeEvent::PeerConnected {
                 transfer: Some(transfer),
-                peer,
-                candidate_type,
                 ..
             } => {
-                let id = view.node_ids.get(&transfer).copied();
-                if let Some(t) = id.and_then(|id| view.transfers.get_mut(&id)) {
-                    let info = PeerInfo {
-                        peer: peer.short(),
-                        candidate_type: candidate_type.to_string(),
-                    };
-                    if !t.peers.contains(&info) {
-                        t.peers.push(info);
-                    }
-                    let transfer = t.clone();
-                    self.emit(&mut view, UiEvent::Transfer { transfer });
+                if let Some(id) = Self::by_run(&view, transfer) {
+                    self.emit_card(&mut view, id);
                 }
             }
             NodeEvent::PeerConnected {
@@ -1308,11 +1288,9 @@ impl AppCore {
                 peer,
                 reason,
             } => {
-                let name = view
-                    .node_ids
-                    .get(&transfer)
-                    .and_then(|id| view.transfers.get(id))
-                    .map(|t| t.name.clone())
+                let name = Self::by_run(&view, transfer)
+                    .and_then(|id| view.transfers.get(&id))
+                    .map(|d| d.name.clone())
                     .unwrap_or_default();
                 drop(view);
                 self.log(
@@ -1324,19 +1302,17 @@ impl AppCore {
                 );
             }
             NodeEvent::Completed { transfer, path, .. } => {
-                let id = view.node_ids.get(&transfer).copied();
-                let Some(t) = id.and_then(|id| view.transfers.get_mut(&id)) else {
+                let Some(id) = Self::by_run(&view, transfer) else {
                     return;
                 };
-                t.state = TransferState::Completed;
-                t.bytes_done = t.len_bytes;
-                t.rate_bytes_per_sec = 0.0;
-                t.upload_rate_bytes_per_sec = 0.0;
-                t.eta_secs = None;
-                t.path = Some(path.clone());
-                let transfer = t.clone();
-                let name = transfer.name.clone();
-                self.emit(&mut view, UiEvent::Transfer { transfer });
+                let Some(d) = view.transfers.get_mut(&id) else {
+                    return;
+                };
+                d.state = TransferState::Completed;
+                d.problem = None;
+                d.path = Some(path.clone());
+                let name = d.name.clone();
+                self.emit_card(&mut view, id);
                 self.save_transfers(&view);
                 drop(view);
                 self.log("info", format!("Downloaded {name} to {}", path.display()));
@@ -1358,8 +1334,10 @@ impl AppCore {
                 ..
             } => {
                 let resume = self.settings().resume_downloads;
-                let id = view.node_ids.get(&transfer).copied();
-                let Some(t) = id.and_then(|id| view.transfers.get_mut(&id)) else {
+                let Some(id) = Self::by_run(&view, transfer) else {
+                    return;
+                };
+                let Some(d) = view.transfers.get_mut(&id) else {
                     return;
                 };
                 // The UI words it from the kind; the node's sentence goes to the log.
@@ -1376,15 +1354,10 @@ impl AppCore {
                     FailureCause::DiskFull => (TransferState::Failed, Some(Problem::DiskFull)),
                     FailureCause::Storage => (TransferState::Failed, Some(Problem::Storage)),
                 };
-                t.state = state;
-                t.rate_bytes_per_sec = 0.0;
-                t.upload_rate_bytes_per_sec = 0.0;
-                t.eta_secs = None;
-                t.peers.clear();
-                t.problem = problem;
-                let transfer = t.clone();
-                let name = transfer.name.clone();
-                self.emit(&mut view, UiEvent::Transfer { transfer });
+                d.state = state;
+                d.problem = problem;
+                let name = d.name.clone();
+                self.emit_card(&mut view, id);
                 self.save_transfers(&view);
                 drop(view);
                 // Every sharer's last fault, for the log ("1a2b3c4d stalled; 5e6f7a8b
@@ -1393,7 +1366,11 @@ impl AppCore {
                     FailureCause::SourcesFailed { peers } => peers
                         .iter()
                         .map(|(peer, fault)| {
-                            format!("{} {}", peer.short(), shoal_node::text::inert(fault, 200))
+                            format!(
+                                "{} {}",
+                                peer.short(),
+                                shoal_node::text::inert(&fault.to_string(), 200)
+                            )
                         })
                         .collect::<Vec<_>>()
                         .join("; "),
@@ -1502,28 +1479,6 @@ fn files_in(dir: &std::path::Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// Applies "resume downloads by themselves" to one download: off, a waiting download stops
-/// (failed, with Try again, saying why); on, a download it stopped waits again (and
-/// [`Core::resume_waiting`] starts it). True when `t` changed.
-fn hold_or_release(t: &mut Transfer, resume: bool) -> bool {
-    if !resume && t.state == TransferState::Waiting {
-        t.state = TransferState::Failed;
-        if t.problem != Some(Problem::SharerGone) {
-            t.problem = Some(Problem::NotResumed);
-        }
-        return true;
-    }
-    if resume
-        && t.state == TransferState::Failed
-        && matches!(t.problem, Some(Problem::SharerGone | Problem::NotResumed))
-    {
-        t.state = TransferState::Waiting;
-        t.problem = Some(Problem::NoServer);
-        return true;
-    }
-    false
 }
 
 /// Why a download waits instead of failing, when `e` is worth waiting out.

@@ -511,3 +511,57 @@ fn the_parser_reads_the_shapes_it_checks() {
     );
     assert_eq!(shapes["L"], Shape::Literals(set(&["p", "q"])));
 }
+
+/// The names in `text` between each `open` and the next `close`.
+fn names_between<'a>(text: &'a str, open: &str, close: char) -> BTreeSet<&'a str> {
+    text.match_indices(open)
+        .filter_map(|(at, _)| {
+            let rest = &text[at + open.len()..];
+            rest.find(close).map(|end| &rest[..end])
+        })
+        .filter(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect()
+}
+
+#[test]
+fn the_commands_the_app_registers_the_document_lists_and_the_ui_calls_agree() {
+    let lib = include_str!("lib.rs");
+    let list = lib
+        .split("generate_handler![")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .expect("lib.rs registers its commands with generate_handler!");
+    let registered: BTreeSet<&str> = list
+        .split(',')
+        .map(|c| c.trim().trim_start_matches("commands::"))
+        .filter(|c| !c.is_empty())
+        .collect();
+    let doc = include_str!("../../docs/app-ipc.md");
+    let commands_table = doc
+        .split("## Commands")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/app-ipc.md has a Commands section");
+    let documented = names_between(commands_table, "\n| `", '`');
+    // Every script of the page (the command names are only in api.js today).
+    let ui_src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src");
+    let scripts: Vec<String> = std::fs::read_dir(&ui_src)
+        .expect("ui/src")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "js"))
+        .map(|p| std::fs::read_to_string(p).expect("read a script"))
+        .collect();
+    let ui: BTreeSet<&str> = scripts
+        .iter()
+        .flat_map(|src| names_between(src, "call(\"", '"'))
+        .collect();
+    assert!(registered.len() >= 20, "{registered:?}");
+    assert_eq!(
+        documented, registered,
+        "docs/app-ipc.md's Commands table and lib.rs's generate_handler! differ"
+    );
+    assert_eq!(
+        ui, registered,
+        "the commands ui/src calls and those lib.rs registers differ"
+    );
+}

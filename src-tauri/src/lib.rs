@@ -8,6 +8,7 @@
 
 mod commands;
 mod core;
+mod downloads;
 mod dto;
 mod hosting;
 #[cfg(test)]

@@ -94,31 +94,6 @@ impl RememberedTransfer {
             mime: t.mime.clone(),
         }
     }
-
-    /// What the UI shows for it before the node knows it.
-    pub fn to_transfer(&self) -> Transfer {
-        Transfer {
-            id: self.id,
-            info_hash: self.info_hash.clone(),
-            name: self.name.clone(),
-            state: self.state,
-            bytes_done: self.bytes_done,
-            len_bytes: self.len_bytes,
-            rate_bytes_per_sec: 0.0,
-            sent_bytes: 0,
-            upload_rate_bytes_per_sec: 0.0,
-            peers_served: 0,
-            eta_secs: None,
-            peers: Vec::new(),
-            path: self.path.clone(),
-            problem: self
-                .problem
-                .clone()
-                .or_else(|| self.error.clone().map(|message| Problem::Other { message })),
-            category: self.category,
-            mime: self.mime.clone(),
-        }
-    }
 }
 
 /// The remembered lists and where they live.

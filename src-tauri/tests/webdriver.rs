@@ -1052,6 +1052,18 @@ async fn killed_and_started_again_the_app_shares_the_same_files_and_resumes_its_
         .unwrap();
     app.wait_css(running).await;
     app.wait_count(".transfer", 1).await;
+    assert_eq!(
+        app.attrs(running, "data-transfer-id").await,
+        vec![id.clone()]
+    );
+    // A reloaded window asks the engine: the same card, running, with its bytes (issue 9,
+    // item 2: the shell keeps no copy of a download's figures).
+    app.client.refresh().await.unwrap();
+    app.wait_css("#connection[data-state='connected']").await;
+    app.wait_text(&format!("{running} .progress-pct"), |t| {
+        t.trim_end_matches(" %").parse::<u32>().is_ok_and(|p| p > 0)
+    })
+    .await;
     assert_eq!(app.attrs(running, "data-transfer-id").await, vec![id]);
     app.screenshot("before-kill").await;
 

@@ -340,7 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out,
                 seed_after,
             } => {
-                let transfer = node.download(info_hash, Some(out)).await?;
+                let transfer = node.download(info_hash, Some(out)).await?.transfer();
                 let code = follow(&mut events, transfer).await?;
                 if seed_after {
                     seeding.set(true);
@@ -349,7 +349,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 code
             }
             Commands::Watch { info_hash, out } => {
-                let transfer = node.download(info_hash, Some(out)).await?;
+                let transfer = node.download(info_hash, Some(out)).await?.transfer();
                 let url = node.stream_url(transfer).await?;
                 println!("{url}");
                 eprintln!("play {url} (mpv, VLC); it plays and seeks while the file arrives");

@@ -292,7 +292,10 @@ pub async fn join(
         .await
         .context("cannot join the room")?;
     println!("room {}", info.code);
-    let transfer = node.download(info.info_hash, Some(options.out)).await?;
+    let transfer = node
+        .download(info.info_hash, Some(options.out))
+        .await?
+        .transfer();
     let url = node.stream_url(transfer).await?;
     let me = node.node_id().await?;
     let mut session = MemberSession::new(&info, me, node.clock_ms());

@@ -17,8 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::announce::{AnnouncePacer, Change};
+use crate::book::TransferBook;
 use crate::events::{
     ConnectionState, DownloadProgress, FailureCause, NodeEvent, RoomEvent, SharedFile, TransferId,
+    TransferStatus,
 };
 use crate::limit::{Limits, RateLimit};
 use crate::media::MediaServer;
@@ -69,12 +71,12 @@ pub(crate) enum Internal {
     LinkClosed {
         transfer: TransferId,
         peer: NodeId,
-        failure: Option<String>,
+        failure: Option<crate::events::PeerFault>,
     },
     PeerBanned {
         transfer: TransferId,
         peer: NodeId,
-        reason: String,
+        reason: crate::CloseReason,
     },
     SwarmEnded(SwarmEnded),
     /// A download knows its manifest: it can serve what it verifies (a partial holder).
@@ -98,7 +100,7 @@ enum Pending {
     DownloadLookup {
         info_hash: InfoHash,
         out_dir: PathBuf,
-        reply: oneshot::Sender<Result<TransferId, NodeError>>,
+        reply: oneshot::Sender<Result<TransferStatus, NodeError>>,
     },
     Refresh(TransferId),
     /// Joining a room again after a reconnect: its code.
@@ -125,8 +127,8 @@ struct Download {
     swarm: mpsc::UnboundedSender<SwarmCommand>,
     /// Which holders to connect to, when to retry, when to give up.
     policy: HolderPolicy,
-    /// Its last progress, written by its swarm task; `None` once it ended.
-    status: SharedStatus,
+    /// Where it stands, written by its swarm task (also in the node's [`TransferBook`]).
+    status: tokio::sync::watch::Sender<TransferStatus>,
     /// The index entry it started from: what it is announced as while it serves its pieces.
     entry: IndexedFile,
     /// It knows the manifest and is announced (or queued) as a partial holder.
@@ -136,9 +138,6 @@ struct Download {
     /// Its file name (safe).
     name: String,
 }
-
-/// A download's progress as its swarm task last reported it, for [`NodeHandle::transfers`].
-pub(crate) type SharedStatus = Arc<std::sync::Mutex<Option<DownloadProgress>>>;
 
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -158,6 +157,8 @@ struct Actor {
     shares: HashMap<InfoHash, Share>,
     next_transfer: u64,
     downloads: HashMap<TransferId, Download>,
+    /// Every download's status, shared with the node's handles.
+    book: TransferBook,
     /// Remote signals for peer connections being set up, by connection id.
     connecting: HashMap<ConnectionId, mpsc::Sender<Signal>>,
     /// Answers being set up, per offering node.
@@ -187,6 +188,7 @@ pub(crate) async fn run(
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NodeEvent>,
     epoch: std::time::Instant,
+    book: TransferBook,
 ) {
     let (to_server, server_rx) = mpsc::channel(256);
     let (from_server_tx, mut from_server) = mpsc::channel(256);
@@ -214,6 +216,7 @@ pub(crate) async fn run(
         shares: HashMap::new(),
         next_transfer: 1,
         downloads: HashMap::new(),
+        book,
         connecting: HashMap::new(),
         completed: HashMap::new(),
         media: None,
@@ -338,15 +341,6 @@ impl Actor {
                 let result = self.unshare(info_hash, None).await;
                 let _ = reply.send(result);
             }
-            Command::Transfers { reply } => {
-                let mut list: Vec<DownloadProgress> = self
-                    .downloads
-                    .values()
-                    .filter_map(|d| lock(&d.status).clone())
-                    .collect();
-                list.sort_by_key(|p| p.transfer);
-                let _ = reply.send(list);
-            }
             Command::Shares { reply } => {
                 let mut files: Vec<SharedFile> =
                     self.shares.values().map(|s| s.file.clone()).collect();
@@ -385,7 +379,7 @@ impl Actor {
                     || self
                         .downloads
                         .values()
-                        .any(|d| d.info_hash == info_hash && lock(&d.status).is_some())
+                        .any(|d| d.info_hash == info_hash && d.status.borrow().is_running())
                 {
                     let _ = reply.send(Err(NodeError::AlreadyDownloading { info_hash }));
                     return;
@@ -1125,8 +1119,7 @@ impl Actor {
                 failure,
             } => {
                 if let Some(d) = self.downloads.get_mut(&transfer) {
-                    d.policy
-                        .link_closed(peer, failure.as_deref(), Instant::now());
+                    d.policy.link_closed(peer, failure, Instant::now());
                 }
             }
             Internal::PeerBanned {
@@ -1135,7 +1128,7 @@ impl Actor {
                 reason,
             } => {
                 if let Some(d) = self.downloads.get_mut(&transfer) {
-                    d.policy.banned(peer, &reason);
+                    d.policy.banned(peer, reason);
                 }
             }
             Internal::SwarmEnded(ended) => self.on_swarm_ended(ended).await,
@@ -1173,7 +1166,7 @@ impl Actor {
         info_hash: InfoHash,
         file: Option<IndexedFile>,
         out_dir: PathBuf,
-    ) -> Result<TransferId, NodeError> {
+    ) -> Result<TransferStatus, NodeError> {
         let Some(file) = file else {
             return Err(NodeError::UnknownInfoHash { info_hash });
         };
@@ -1192,18 +1185,22 @@ impl Actor {
             limits: self.limits.clone(),
         };
         let name = safe_file_name(&file.name);
-        let status: SharedStatus = Arc::new(std::sync::Mutex::new(Some(DownloadProgress {
-            transfer,
-            info_hash,
-            name: name.clone(),
-            bytes_done: 0,
-            len_bytes: file.size,
-            rate_bytes_per_sec: 0.0,
-            peers: 0,
-            sent_bytes: 0,
-            upload_rate_bytes_per_sec: 0.0,
-            peers_served: 0,
-        })));
+        let status = self.book.insert(TransferStatus::new(
+            DownloadProgress {
+                transfer,
+                info_hash,
+                name: name.clone(),
+                bytes_done: 0,
+                len_bytes: file.size,
+                rate_bytes_per_sec: 0.0,
+                peers: 0,
+                sent_bytes: 0,
+                upload_rate_bytes_per_sec: 0.0,
+                peers_served: 0,
+            },
+            out_dir.clone(),
+        ));
+        let answer = status.borrow().clone();
         let mime = match mime_guess::from_path(&name).first() {
             Some(guess) => guess.essence_str().to_owned(),
             None => file.mime.clone(),
@@ -1246,7 +1243,7 @@ impl Actor {
             },
         );
         self.connect_holders(transfer, &holders);
-        Ok(transfer)
+        Ok(answer)
     }
 
     /// Opens connections to holders the download is not yet connected to.

@@ -129,6 +129,152 @@ pub struct DownloadProgress {
     pub peers_served: usize,
 }
 
+/// A node a download has an open link to, and how it is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedPeer {
+    /// The remote node.
+    pub peer: NodeId,
+    /// How the selected ICE candidate pair reaches it: host (direct), srflx (through NAT,
+    /// via STUN) or relay (TURN).
+    pub candidate_type: CandidateType,
+}
+
+/// Where a download is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransferPhase {
+    /// Fetching (or about to, or finishing the file).
+    Running,
+    /// The verified file is at `path`.
+    Completed {
+        /// The final file.
+        path: PathBuf,
+        /// Figures.
+        summary: TransferSummary,
+    },
+    /// Failed or cancelled; the `.part` file stays for a resume.
+    Failed {
+        /// Why, for a front end to choose its words.
+        cause: FailureCause,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The node shut down while it ran; the `.part` file stays for a resume.
+    Stopped,
+}
+
+/// What the engine knows of one download now: what [`crate::NodeHandle::transfer`] answers
+/// and [`crate::NodeHandle::watch_transfer`] follows. It is the fold of the download's events
+/// ([`NodeEvent::DownloadStarted`], [`NodeEvent::DownloadProgress`],
+/// [`NodeEvent::PeerConnected`], [`NodeEvent::PeerBanned`], [`NodeEvent::Completed`],
+/// [`NodeEvent::Failed`]), applied before each event is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferStatus {
+    /// The latest figures (about four times a second while it runs).
+    pub progress: DownloadProgress,
+    /// The folder it downloads into.
+    pub out_dir: PathBuf,
+    /// Bytes found verified in a `.part` file when it started.
+    pub resumed_bytes: u64,
+    /// Nodes with an open link now, in the order they connected.
+    pub peers: Vec<LinkedPeer>,
+    /// Running, completed, failed or stopped.
+    pub phase: TransferPhase,
+}
+
+impl TransferStatus {
+    /// A download that starts now, with its first figures.
+    pub(crate) fn new(progress: DownloadProgress, out_dir: PathBuf) -> Self {
+        Self {
+            progress,
+            out_dir,
+            resumed_bytes: 0,
+            peers: Vec::new(),
+            phase: TransferPhase::Running,
+        }
+    }
+
+    /// The download's id.
+    pub fn transfer(&self) -> TransferId {
+        self.progress.transfer
+    }
+
+    /// Whether it still runs.
+    pub fn is_running(&self) -> bool {
+        matches!(self.phase, TransferPhase::Running)
+    }
+
+    /// Folds one event into the status; events of other downloads and others kinds change
+    /// nothing.
+    pub(crate) fn apply(&mut self, event: &NodeEvent) {
+        let mine = |t: &TransferId| *t == self.progress.transfer;
+        match event {
+            NodeEvent::DownloadStarted {
+                transfer,
+                len_bytes,
+                resumed_bytes,
+                ..
+            } if mine(transfer) => {
+                self.resumed_bytes = *resumed_bytes;
+                self.progress.bytes_done = *resumed_bytes;
+                if self.progress.len_bytes == 0 {
+                    self.progress.len_bytes = *len_bytes;
+                }
+            }
+            NodeEvent::DownloadProgress(p) if mine(&p.transfer) => {
+                self.progress = p.clone();
+                if p.peers == 0 {
+                    self.peers.clear();
+                }
+            }
+            NodeEvent::PeerConnected {
+                transfer: Some(transfer),
+                peer,
+                candidate_type,
+                ..
+            } if mine(transfer) && !self.peers.iter().any(|p| p.peer == *peer) => {
+                self.peers.push(LinkedPeer {
+                    peer: *peer,
+                    candidate_type: *candidate_type,
+                });
+            }
+            NodeEvent::PeerBanned { transfer, peer, .. } if mine(transfer) => {
+                self.peers.retain(|p| p.peer != *peer);
+            }
+            NodeEvent::Completed {
+                transfer,
+                path,
+                summary,
+                ..
+            } if mine(transfer) => {
+                self.progress.bytes_done = self.progress.len_bytes;
+                self.end(TransferPhase::Completed {
+                    path: path.clone(),
+                    summary: summary.clone(),
+                });
+            }
+            NodeEvent::Failed {
+                transfer,
+                reason,
+                cause,
+                ..
+            } if mine(transfer) => self.end(TransferPhase::Failed {
+                cause: cause.clone(),
+                reason: reason.clone(),
+            }),
+            _ => {}
+        }
+    }
+
+    /// Ends it: no rate, no peer.
+    pub(crate) fn end(&mut self, phase: TransferPhase) {
+        self.progress.rate_bytes_per_sec = 0.0;
+        self.progress.upload_rate_bytes_per_sec = 0.0;
+        self.progress.peers = 0;
+        self.peers.clear();
+        self.phase = phase;
+    }
+}
+
 /// Which bytes of a download are here, on their way or missing: what a player draws under
 /// its seek bar (issue 10, item 4). Ranges are byte ranges of the file, ascending, disjoint,
 /// with neighbours merged; bytes in neither list are missing.
@@ -339,11 +485,10 @@ pub enum FailureCause {
     /// back in the index.
     NoHolders,
     /// Every holder went away, stalled, failed to connect or was banned: each one's last
-    /// fault in words ("stalled", "banned: sent a corrupt piece 3", "connecting: no
-    /// answer"), the latest last. Worth trying again when a holder is back.
+    /// fault, the latest last. Worth trying again when a holder is back.
     SourcesFailed {
         /// (holder, its last fault).
-        peers: Vec<(NodeId, String)>,
+        peers: Vec<(NodeId, PeerFault)>,
     },
     /// The disk is full (`shoal_storage::StorageError::DiskFull`): free space, then try
     /// again.
@@ -351,6 +496,39 @@ pub enum FailureCause {
     /// The file could not be created, written or finished (permissions, a missing folder,
     /// an I/O error).
     Storage,
+}
+
+/// What a holder did that counts against it in a download ([`FailureCause::SourcesFailed`]);
+/// its `Display` is the words ("connecting: no answer", "banned: sent piece 3 that failed
+/// verification", "stalled: requests went unanswered").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerFault {
+    /// A peer connection to it did not open (signaling, ICE or the data channel failed, or
+    /// timed out): the failure in words, from the WebRTC stack.
+    Connect(String),
+    /// Its peer connection closed while the download used it.
+    Closed,
+    /// It stopped reading what this node sends (more than the per-link queue, 32 MiB, piled
+    /// up).
+    NotReading,
+    /// The swarm closed its link for what it did (stalled, broke the peer wire protocol, a
+    /// handshake for other content, a max-message-size too small).
+    Link(crate::CloseReason),
+    /// It sent data that failed verification (a piece or the manifest) and is banned for this
+    /// content.
+    Banned(crate::CloseReason),
+}
+
+impl std::fmt::Display for PeerFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(reason) => write!(f, "connecting: {reason}"),
+            Self::Closed => f.write_str("closed the connection"),
+            Self::NotReading => f.write_str("stopped reading what we send"),
+            Self::Link(reason) => write!(f, "{reason}"),
+            Self::Banned(reason) => write!(f, "banned: {reason}"),
+        }
+    }
 }
 
 impl FailureCause {
@@ -371,7 +549,86 @@ impl FailureCause {
 
 #[cfg(test)]
 mod tests {
-    use super::PieceMap;
+    use super::*;
+
+    #[test]
+    fn a_status_is_the_fold_of_its_downloads_events() {
+        let (me, other) = (TransferId(7), TransferId(8));
+        let info_hash = InfoHash::from_bytes([1; 32]);
+        let (a, b) = (NodeId::random(), NodeId::random());
+        let progress = |transfer, bytes_done, peers| DownloadProgress {
+            transfer,
+            info_hash,
+            name: "clip.webm".into(),
+            bytes_done,
+            len_bytes: 1000,
+            rate_bytes_per_sec: 50.0,
+            peers,
+            sent_bytes: 10,
+            upload_rate_bytes_per_sec: 5.0,
+            peers_served: 1,
+        };
+        let mut s = TransferStatus::new(progress(me, 0, 0), "/downloads".into());
+        let connected = |transfer, peer| NodeEvent::PeerConnected {
+            info_hash,
+            transfer: Some(transfer),
+            peer,
+            candidate_type: CandidateType::Host,
+        };
+        for event in [
+            NodeEvent::DownloadStarted {
+                transfer: me,
+                info_hash,
+                name: "clip.webm".into(),
+                len_bytes: 1000,
+                resumed_bytes: 300,
+            },
+            connected(me, a),
+            connected(me, a),
+            connected(me, b),
+            connected(other, b),
+            NodeEvent::DownloadProgress(progress(other, 999, 1)),
+        ] {
+            s.apply(&event);
+        }
+        assert_eq!((s.resumed_bytes, s.progress.bytes_done), (300, 300));
+        assert_eq!(
+            s.peers.iter().map(|p| p.peer).collect::<Vec<_>>(),
+            [a, b],
+            "each node once; another download's events change nothing"
+        );
+        s.apply(&NodeEvent::PeerBanned {
+            transfer: me,
+            peer: a,
+            reason: crate::CloseReason::CorruptPiece(2),
+        });
+        s.apply(&NodeEvent::DownloadProgress(progress(me, 600, 1)));
+        assert_eq!(s.progress.bytes_done, 600);
+        assert_eq!(s.peers.len(), 1);
+        assert!(s.is_running());
+        let summary = TransferSummary {
+            resumed_bytes: 300,
+            fetched_bytes: 700,
+            per_peer_bytes: vec![(b, 700)],
+            elapsed: Duration::from_secs(1),
+        };
+        s.apply(&NodeEvent::Completed {
+            transfer: me,
+            info_hash,
+            path: "/downloads/clip.webm".into(),
+            summary: summary.clone(),
+        });
+        assert_eq!(
+            s.phase,
+            TransferPhase::Completed {
+                path: "/downloads/clip.webm".into(),
+                summary
+            }
+        );
+        assert_eq!(s.progress.bytes_done, 1000);
+        assert_eq!(s.progress.rate_bytes_per_sec, 0.0);
+        assert!(s.peers.is_empty());
+    }
 
     #[test]
     fn a_piece_map_merges_neighbouring_pieces_and_clips_the_last() {

@@ -14,6 +14,7 @@
 
 mod actor;
 mod announce;
+mod book;
 mod error;
 mod events;
 mod limit;
@@ -31,8 +32,9 @@ use std::time::Duration;
 
 pub use error::NodeError;
 pub use events::{
-    ConnectionState, DownloadProgress, FailureCause, NodeEvent, PieceMap, RoomEvent, SharedFile,
-    TransferId, TransferSummary, UploadProgress,
+    ConnectionState, DownloadProgress, FailureCause, LinkedPeer, NodeEvent, PeerFault, PieceMap,
+    RoomEvent, SharedFile, TransferId, TransferPhase, TransferStatus, TransferSummary,
+    UploadProgress,
 };
 pub use shoal_protocol::{
     Category, IceServer, IndexedFile, InfoHash, MAX_MEMBER_NAME_BYTES, MemberPlayback, NodeId,
@@ -138,12 +140,20 @@ impl Node {
         let (commands_tx, commands_rx) = mpsc::channel(64);
         let request_timeout = config.request_timeout;
         let epoch = std::time::Instant::now();
-        tokio::spawn(actor::run(config, commands_rx, events_tx, epoch));
+        let book = book::TransferBook::default();
+        tokio::spawn(actor::run(
+            config,
+            commands_rx,
+            events_tx,
+            epoch,
+            book.clone(),
+        ));
         (
             NodeHandle {
                 commands: commands_tx,
                 request_timeout,
                 epoch,
+                book,
             },
             events_rx,
         )
@@ -168,9 +178,6 @@ pub(crate) enum Command {
     Shares {
         reply: oneshot::Sender<Vec<SharedFile>>,
     },
-    Transfers {
-        reply: oneshot::Sender<Vec<DownloadProgress>>,
-    },
     Request {
         message: shoal_protocol::ClientToServer,
         reply: oneshot::Sender<Result<shoal_protocol::ServerToClient, NodeError>>,
@@ -183,7 +190,7 @@ pub(crate) enum Command {
     Download {
         info_hash: InfoHash,
         out_dir: Option<PathBuf>,
-        reply: oneshot::Sender<Result<TransferId, NodeError>>,
+        reply: oneshot::Sender<Result<TransferStatus, NodeError>>,
     },
     Cancel {
         transfer: TransferId,
@@ -233,6 +240,8 @@ pub struct NodeHandle {
     request_timeout: std::time::Duration,
     /// The start of [`NodeHandle::clock_ms`].
     epoch: std::time::Instant,
+    /// Every download's status, written by the swarm tasks.
+    book: book::TransferBook,
 }
 
 impl NodeHandle {
@@ -276,15 +285,43 @@ impl NodeHandle {
         self.ask(|reply| Command::Shares { reply }).await
     }
 
-    /// The downloads under way, oldest first, as their last progress report saw them (at
-    /// most 250 ms old): a front end that lost its events (a reloaded window) asks here
-    /// instead of keeping its own copy. A download leaves the list before its `Completed` or
-    /// `Failed` event is sent.
+    /// This node's downloads, oldest first: every running one and the latest 256 ended
+    /// ones (until [`NodeHandle::forget_transfer`]), as they stand now (figures at most 250 ms
+    /// old). A front end that lost its events (a reloaded window) asks here instead of
+    /// keeping its own copy. Answers from memory, also after the node stopped.
+    pub fn transfers(&self) -> Vec<TransferStatus> {
+        self.book.list()
+    }
+
+    /// One download as it stands now.
     ///
     /// # Errors
-    /// [`NodeError::Stopped`].
-    pub async fn transfers(&self) -> Result<Vec<DownloadProgress>, NodeError> {
-        self.ask(|reply| Command::Transfers { reply }).await
+    /// [`NodeError::UnknownTransfer`] for an id this node never gave, or one forgotten.
+    pub fn transfer(&self, transfer: TransferId) -> Result<TransferStatus, NodeError> {
+        self.book
+            .get(transfer)
+            .ok_or(NodeError::UnknownTransfer(transfer.0))
+    }
+
+    /// Follows one download: the receiver sees its status now (`borrow`) and wakes on each
+    /// change (`changed`, about four times a second while it runs); the phase says when it
+    /// ended. The stream of one download, for a front end that does not want every event.
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownTransfer`] for an id this node never gave, or one forgotten.
+    pub fn watch_transfer(
+        &self,
+        transfer: TransferId,
+    ) -> Result<tokio::sync::watch::Receiver<TransferStatus>, NodeError> {
+        self.book
+            .watch(transfer)
+            .ok_or(NodeError::UnknownTransfer(transfer.0))
+    }
+
+    /// Forgets an ended download (a front end cleared it from its list); a running one
+    /// stays. True when it was forgotten.
+    pub fn forget_transfer(&self, transfer: TransferId) -> bool {
+        self.book.forget(transfer)
     }
 
     async fn request(
@@ -359,8 +396,10 @@ impl NodeHandle {
     }
 
     /// Starts downloading `info_hash` into `out_dir` (default: the configured download
-    /// folder) from every holder. Progress, completion and failure arrive as events with the
-    /// returned id. Resumes a `.part` file of the same content in that folder.
+    /// folder) from every holder, and answers its status at once (its id, name, length from
+    /// the index, phase running). Progress, completion and failure arrive as events with its
+    /// id, and in [`NodeHandle::transfer`]. Resumes a `.part` file of the same content in
+    /// that folder.
     ///
     /// # Errors
     /// [`NodeError::UnknownInfoHash`], [`NodeError::NoHolders`], not connected, or the folder
@@ -369,7 +408,7 @@ impl NodeHandle {
         &self,
         info_hash: InfoHash,
         out_dir: Option<PathBuf>,
-    ) -> Result<TransferId, NodeError> {
+    ) -> Result<TransferStatus, NodeError> {
         self.ask(|reply| Command::Download {
             info_hash,
             out_dir,

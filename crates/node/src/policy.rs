@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use shoal_protocol::NodeId;
 
+use crate::events::PeerFault;
+
 /// Failures after which a holder is not tried again by a download.
 pub(crate) const MAX_PEER_FAILURES: u32 = 3;
 /// Wait before retrying a holder after its first failure; doubled after each further one.
@@ -67,11 +69,10 @@ impl PeerSlots {
 pub(crate) enum GiveUp {
     /// No holder was ever reachable and none is listed.
     NoHolders,
-    /// Every holder failed: each one's last fault in words ("stalled", "banned: sent a
-    /// corrupt piece 3", "connecting: no answer"), the latest last.
+    /// Every holder failed: each one's last fault, the latest last.
     SourcesFailed {
         /// (holder, its last fault).
-        peers: Vec<(NodeId, String)>,
+        peers: Vec<(NodeId, PeerFault)>,
     },
 }
 
@@ -83,7 +84,7 @@ pub(crate) struct HolderPolicy {
     peers: HashMap<NodeId, PeerSlots>,
     banned: HashSet<NodeId>,
     /// Each holder's last fault, the latest last.
-    faults: Vec<(NodeId, String)>,
+    faults: Vec<(NodeId, PeerFault)>,
     hopeless_refreshes: u32,
 }
 
@@ -138,13 +139,13 @@ impl HolderPolicy {
         if !slots.in_use() {
             slots.fail(now);
         }
-        self.fault(peer, format!("connecting: {reason}"));
+        self.fault(peer, PeerFault::Connect(reason.to_owned()));
     }
 
     /// A link to `peer` closed; `failure` says what the peer did wrong, `None` when the link
     /// ended through no fault of the peer's (idle, surplus). One failure per episode: only
     /// when the peer's last link is gone.
-    pub(crate) fn link_closed(&mut self, peer: NodeId, failure: Option<&str>, now: Instant) {
+    pub(crate) fn link_closed(&mut self, peer: NodeId, failure: Option<PeerFault>, now: Instant) {
         let slots = self.peers.entry(peer).or_default();
         slots.live = slots.live.saturating_sub(1);
         let Some(failure) = failure else {
@@ -154,18 +155,18 @@ impl HolderPolicy {
             slots.fail(now);
         }
         if !self.banned.contains(&peer) {
-            self.fault(peer, failure.to_owned());
+            self.fault(peer, failure);
         }
     }
 
     /// The swarm banned `peer` for this content.
-    pub(crate) fn banned(&mut self, peer: NodeId, reason: &str) {
+    pub(crate) fn banned(&mut self, peer: NodeId, reason: crate::CloseReason) {
         self.banned.insert(peer);
-        self.fault(peer, format!("banned: {reason}"));
+        self.fault(peer, PeerFault::Banned(reason));
     }
 
     /// Notes `peer`'s latest fault.
-    fn fault(&mut self, peer: NodeId, fault: String) {
+    fn fault(&mut self, peer: NodeId, fault: PeerFault) {
         self.faults.retain(|(p, _)| *p != peer);
         self.faults.push((peer, fault));
     }
@@ -205,6 +206,11 @@ impl HolderPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CloseReason;
+
+    fn stalled() -> PeerFault {
+        PeerFault::Link(CloseReason::Stalled)
+    }
 
     fn nodes(n: usize) -> Vec<NodeId> {
         (0..n).map(|_| NodeId::random()).collect()
@@ -258,7 +264,7 @@ mod tests {
             assert_eq!(p.holders_found(&h, now), h);
             p.link_ready(h[0]);
             // Serves a piece, then stalls.
-            p.link_closed(h[0], Some("stalled"), now);
+            p.link_closed(h[0], Some(stalled()), now);
             now += MAX_BACKOFF;
         }
         assert!(p.holders_found(&h, now).is_empty());
@@ -277,8 +283,8 @@ mod tests {
         assert_eq!(p.holders_found(&h, t0).len(), 2, "idle links: no backoff");
         p.link_ready(h[0]);
         p.link_ready(h[0]);
-        p.link_closed(h[0], Some("stalled"), t0);
-        p.link_closed(h[0], Some("stalled"), t0);
+        p.link_closed(h[0], Some(stalled()), t0);
+        p.link_closed(h[0], Some(stalled()), t0);
         // One failure (the episode), so a 1 s backoff, not 2 s.
         assert!(p.holders_found(&h, t0).is_empty());
         assert_eq!(p.holders_found(&h, t0 + FIRST_BACKOFF).len(), 2);
@@ -291,8 +297,12 @@ mod tests {
         let h = nodes(1);
         assert_eq!(p.holders_found(&h, t0), h);
         p.link_ready(h[0]);
-        p.banned(h[0], "sent a corrupt piece 3");
-        p.link_closed(h[0], Some("sent a corrupt piece 3"), t0);
+        p.banned(h[0], CloseReason::CorruptPiece(3));
+        p.link_closed(
+            h[0],
+            Some(PeerFault::Link(CloseReason::CorruptPiece(3))),
+            t0,
+        );
         assert!(
             p.holders_found(&h, t0 + Duration::from_secs(3600))
                 .is_empty()
@@ -305,7 +315,7 @@ mod tests {
         assert_eq!(
             p.refreshed(&h, t0),
             Err(GiveUp::SourcesFailed {
-                peers: vec![(h[0], "banned: sent a corrupt piece 3".to_owned())]
+                peers: vec![(h[0], PeerFault::Banned(CloseReason::CorruptPiece(3)))]
             })
         );
     }
@@ -329,7 +339,7 @@ mod tests {
         assert_eq!(p.refreshed(&[], later), Ok(vec![]));
         let gave_up = p.refreshed(&[], later);
         assert!(
-            matches!(&gave_up, Err(GiveUp::SourcesFailed { peers }) if peers == &[(h[0], "connecting: no answer".to_owned())]),
+            matches!(&gave_up, Err(GiveUp::SourcesFailed { peers }) if peers == &[(h[0], PeerFault::Connect("no answer".to_owned()))]),
             "{gave_up:?}"
         );
     }

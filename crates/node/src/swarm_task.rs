@@ -20,10 +20,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::NodeError;
-use crate::actor::{Internal, SharedStatus, lock};
+use crate::actor::Internal;
 use crate::events::{
-    DownloadProgress, FailureCause, NodeEvent, PieceMap, TransferId, TransferSummary,
-    UploadProgress,
+    DownloadProgress, FailureCause, NodeEvent, PeerFault, PieceMap, TransferId, TransferPhase,
+    TransferStatus, TransferSummary, UploadProgress,
 };
 use crate::limit::Limits;
 use crate::media_duration::Duration as MediaDuration;
@@ -52,8 +52,8 @@ pub(crate) struct SwarmSpec {
 /// What to download, and where.
 pub(crate) struct DownloadSpec {
     pub(crate) transfer: TransferId,
-    /// Written on every progress report; `None` once the download ended.
-    pub(crate) status: SharedStatus,
+    /// Where it stands: every event about it is folded in before it is sent.
+    pub(crate) status: watch::Sender<TransferStatus>,
     /// Final file name, already safe.
     pub(crate) name: String,
     /// Length from the index (a claim until the manifest says).
@@ -88,8 +88,9 @@ struct Download {
     dir: PathBuf,
     /// Length from the index, until the manifest says.
     len_bytes: u64,
-    /// What [`crate::NodeHandle::transfers`] reports; `None` once ended.
-    status: SharedStatus,
+    /// What [`crate::NodeHandle::transfer`] answers: every event about the download is
+    /// folded in before it is sent.
+    status: watch::Sender<TransferStatus>,
     /// `None` until the manifest is known.
     part: Option<PartFile>,
     /// Verified bytes found in the `.part` file at start.
@@ -254,24 +255,19 @@ pub(crate) async fn run_download(
         }
         Ok(None) => (Swarm::new_download(info_hash, config, now), None, 0),
         Err(reason) => {
-            *lock(&status) = None;
             stream.send_modify(|s| s.ended = Some(reason.clone()));
-            return fail_early(spec, transfer, reason).await;
+            return fail_early(spec, transfer, &status, reason).await;
         }
     };
-    if let Some(s) = lock(&status).as_mut() {
-        s.bytes_done = resumed_bytes;
-    }
-    let _ = spec
-        .events
-        .send(NodeEvent::DownloadStarted {
-            transfer,
-            info_hash,
-            name: name.clone(),
-            len_bytes,
-            resumed_bytes,
-        })
-        .await;
+    let started = NodeEvent::DownloadStarted {
+        transfer,
+        info_hash,
+        name: name.clone(),
+        len_bytes,
+        resumed_bytes,
+    };
+    status.send_modify(|s| s.apply(&started));
+    let _ = spec.events.send(started).await;
     let role = Role::Download(Box::new(Download {
         transfer,
         name,
@@ -308,17 +304,21 @@ pub(crate) async fn run_download(
     driver.run(commands, io_rx, Some(readers)).await;
 }
 
-async fn fail_early(spec: SwarmSpec, transfer: TransferId, reason: String) {
-    let _ = spec
-        .events
-        .send(NodeEvent::Failed {
-            transfer,
-            info_hash: spec.info_hash,
-            reason: reason.clone(),
-            // Opening or resuming the part file failed.
-            cause: FailureCause::Storage,
-        })
-        .await;
+async fn fail_early(
+    spec: SwarmSpec,
+    transfer: TransferId,
+    status: &watch::Sender<TransferStatus>,
+    reason: String,
+) {
+    let failed = NodeEvent::Failed {
+        transfer,
+        info_hash: spec.info_hash,
+        reason,
+        // Opening or resuming the part file failed.
+        cause: FailureCause::Storage,
+    };
+    status.send_modify(|s| s.apply(&failed));
+    let _ = spec.events.send(failed).await;
     let _ = spec
         .internal
         .send(Internal::SwarmEnded(SwarmEnded::Download {
@@ -434,7 +434,7 @@ impl Driver {
                     if queued > MAX_QUEUED_BYTES {
                         warn!(%link, queued, "peer is not reading; closing the link");
                         self.feed(Input::LinkClosed { link });
-                        self.remove_link(link, Some("stopped reading what we send".into()));
+                        self.remove_link(link, Some(PeerFault::NotReading));
                     } else {
                         self.sent_bytes += len as u64;
                         if piece_end {
@@ -490,7 +490,7 @@ impl Driver {
                     // Idle and surplus links are not the peer's fault.
                     let failure = match reason {
                         CloseReason::Idle | CloseReason::TooManyLinks => None,
-                        other => Some(other.to_string()),
+                        other => Some(PeerFault::Link(other)),
                     };
                     self.remove_link(link, failure);
                 }
@@ -534,16 +534,19 @@ impl Driver {
             }
             SwarmEvent::PeerBanned { node, reason } => {
                 warn!(peer = %node.short(), %reason, "peer banned");
-                if let Some(transfer) = self.role.transfer() {
-                    let _ = self.spec.events.try_send(NodeEvent::PeerBanned {
+                if let Role::Download(d) = &self.role {
+                    let transfer = d.transfer;
+                    let banned = NodeEvent::PeerBanned {
                         transfer,
                         peer: node,
                         reason: reason.clone(),
-                    });
+                    };
+                    d.status.send_modify(|s| s.apply(&banned));
+                    let _ = self.spec.events.try_send(banned);
                     let _ = self.spec.internal.send(Internal::PeerBanned {
                         transfer,
                         peer: node,
-                        reason: reason.to_string(),
+                        reason: reason.clone(),
                     });
                 }
             }
@@ -754,16 +757,22 @@ impl Driver {
             let events = self.spec.events.clone();
             let info_hash = self.spec.info_hash;
             let transfer = self.role.transfer();
+            let status = match &self.role {
+                Role::Download(d) => Some(d.status.clone()),
+                Role::Seed { .. } => None,
+            };
             tokio::spawn(async move {
                 let candidate_type = data.candidate_type().await;
-                let _ = events
-                    .send(NodeEvent::PeerConnected {
-                        info_hash,
-                        transfer,
-                        peer,
-                        candidate_type,
-                    })
-                    .await;
+                let connected = NodeEvent::PeerConnected {
+                    info_hash,
+                    transfer,
+                    peer,
+                    candidate_type,
+                };
+                if let Some(status) = status {
+                    status.send_modify(|s| s.apply(&connected));
+                }
+                let _ = events.send(connected).await;
             });
         }
         let max_message_bytes = data.max_message_size();
@@ -787,7 +796,7 @@ impl Driver {
 
     /// Closes a link. `failure` says what the peer did wrong, `None` when the link ended
     /// through no fault of the peer's; the node's holder policy counts failures.
-    fn remove_link(&mut self, link: LinkId, failure: Option<String>) {
+    fn remove_link(&mut self, link: LinkId, failure: Option<PeerFault>) {
         let Some(entry) = self.links.remove(&link) else {
             return;
         };
@@ -815,7 +824,7 @@ impl Driver {
             LinkIo::Closed { link } => {
                 if self.links.contains_key(&link) {
                     self.feed(Input::LinkClosed { link });
-                    self.remove_link(link, Some("closed the connection".into()));
+                    self.remove_link(link, Some(PeerFault::Closed));
                 }
             }
             LinkIo::PieceSent { link } => self.feed(Input::PieceSent { link }),
@@ -903,11 +912,14 @@ impl Driver {
             upload_rate_bytes_per_sec: upload_rate,
             peers_served: self.served.len(),
         };
-        *lock(&d.status) = Some(progress.clone());
-        let _ = self
-            .spec
-            .events
-            .try_send(NodeEvent::DownloadProgress(progress));
+        let linked: std::collections::HashSet<NodeId> =
+            self.links.values().map(|l| l.peer).collect();
+        let event = NodeEvent::DownloadProgress(progress);
+        d.status.send_modify(|s| {
+            s.apply(&event);
+            s.peers.retain(|p| linked.contains(&p.peer));
+        });
+        let _ = self.spec.events.try_send(event);
         if d.resume_dirty && now.duration_since(d.last_resume_save) >= RESUME_INTERVAL {
             d.save_resume();
         }
@@ -921,7 +933,6 @@ impl Driver {
         let Role::Download(d) = &mut self.role else {
             return;
         };
-        *lock(&d.status) = None;
         let path = match d.finish_file().await {
             Ok(path) => path,
             Err(reason) => {
@@ -936,6 +947,7 @@ impl Driver {
             path: path.clone(),
         });
         let event = d.completed(info_hash, path.clone(), self.started);
+        d.status.send_modify(|s| s.apply(&event));
         let _ = self.spec.events.send(event).await;
         let Some(manifest) = self.swarm.manifest().cloned() else {
             self.outcome = Some(Outcome::Told(path));
@@ -1006,10 +1018,6 @@ impl Driver {
             },
             None => SwarmEnded::Share { info_hash, error },
         };
-        if let Role::Download(d) = &self.role {
-            // Off the list before the outcome is told.
-            *lock(&d.status) = None;
-        }
         if let Outcome::Told(path) = outcome {
             let _ = self
                 .spec
@@ -1047,6 +1055,9 @@ impl Driver {
             if why.is_some() {
                 d.stream.send_modify(|s| s.ended = why);
             }
+            if result.is_none() {
+                d.status.send_modify(|s| s.end(TransferPhase::Stopped));
+            }
         }
         if let (Role::Download(d), Some(result)) = (&mut self.role, &result) {
             let transfer = d.transfer;
@@ -1059,6 +1070,7 @@ impl Driver {
                     cause: cause.clone(),
                 },
             };
+            d.status.send_modify(|s| s.apply(&event));
             let _ = self.spec.events.send(event).await;
         }
         let (path, error) = match result {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use shoal_node::{
     CandidateType, Category, ConnectionState, FailureCause, Node, NodeConfig, NodeError, NodeEvent,
-    NodeHandle, RtcConfig,
+    NodeHandle, PeerFault, RtcConfig, TransferPhase,
 };
 use tokio::sync::mpsc;
 
@@ -119,11 +119,19 @@ async fn share_list_download_unshare() {
         viewer.download(shared.info_hash, None),
         viewer.download(shared.info_hash, None)
     );
-    let transfer = match (first, second) {
+    let started = match (first, second) {
         (Ok(t), Err(NodeError::AlreadyDownloading { .. }))
         | (Err(NodeError::AlreadyDownloading { .. }), Ok(t)) => t,
         other => panic!("expected one download and one refusal, got {other:?}"),
     };
+    // `download` answers the status at once (issue 9, item 2).
+    let transfer = started.transfer();
+    assert_eq!(started.phase, TransferPhase::Running);
+    assert_eq!(started.progress.info_hash, shared.info_hash);
+    assert_eq!(started.progress.name, "holiday clip.mp4");
+    assert_eq!(started.progress.len_bytes, data.len() as u64);
+    assert_eq!(started.out_dir, downloads);
+    let mut watched = viewer.watch_transfer(transfer).expect("watch");
     let connected = next(&mut viewer_events, |e| {
         matches!(e, NodeEvent::PeerConnected { .. })
     })
@@ -137,13 +145,23 @@ async fn share_list_download_unshare() {
         assert_eq!(candidate_type, CandidateType::Host);
         assert_eq!(t, Some(transfer));
     }
-    // The engine can be asked what runs (issue 9, item 2).
-    let running = viewer.transfers().await.expect("transfers");
+    // The engine can be asked what runs, and the peer the event named is in it.
+    let running = viewer.transfers();
     assert_eq!(running.len(), 1, "{running:?}");
-    assert_eq!(running[0].transfer, transfer);
-    assert_eq!(running[0].info_hash, shared.info_hash);
-    assert_eq!(running[0].name, "holiday clip.mp4");
-    assert_eq!(running[0].len_bytes, data.len() as u64);
+    assert_eq!(running[0].transfer(), transfer);
+    assert_eq!(running[0].progress.info_hash, shared.info_hash);
+    assert_eq!(running[0].progress.len_bytes, data.len() as u64);
+    if running[0].is_running() {
+        assert_eq!(
+            running[0]
+                .peers
+                .iter()
+                .map(|p| p.candidate_type)
+                .collect::<Vec<_>>(),
+            [CandidateType::Host],
+            "{running:?}"
+        );
+    }
     let done = next(&mut viewer_events, |e| {
         matches!(e, NodeEvent::Completed { .. } | NodeEvent::Failed { .. })
     })
@@ -151,8 +169,24 @@ async fn share_list_download_unshare() {
     let NodeEvent::Completed { path, summary, .. } = done else {
         panic!("download failed: {done:?}");
     };
-    // A download leaves the list before its outcome is told.
-    assert_eq!(viewer.transfers().await.expect("transfers"), vec![]);
+    // The outcome is in the status before it is told, and the watcher sees it.
+    let ended = viewer.transfer(transfer).expect("status");
+    assert_eq!(
+        ended.phase,
+        TransferPhase::Completed {
+            path: path.clone(),
+            summary: summary.clone()
+        }
+    );
+    assert_eq!(ended.progress.bytes_done, data.len() as u64);
+    assert!(ended.peers.is_empty() && ended.progress.rate_bytes_per_sec == 0.0);
+    assert_eq!(viewer.transfers(), vec![ended.clone()]);
+    assert_eq!(*watched.borrow_and_update(), ended);
+    assert!(viewer.forget_transfer(transfer));
+    assert!(matches!(
+        viewer.transfer(transfer),
+        Err(NodeError::UnknownTransfer(_))
+    ));
     assert_eq!(std::fs::read(&path).expect("read download"), data);
     assert_eq!(path, downloads.join("holiday clip.mp4"));
     assert_eq!(summary.fetched_bytes, data.len() as u64);
@@ -333,15 +367,30 @@ async fn a_failed_download_says_its_cause() {
     })
     .await;
     let hash = mute.info_hashes[0];
-    let transfer = viewer.download(hash, None).await.expect("download");
+    let transfer = viewer
+        .download(hash, None)
+        .await
+        .expect("download")
+        .transfer();
     let failed = next(&mut events, |e| matches!(e, NodeEvent::Failed { .. })).await;
     assert!(
         matches!(&failed, NodeEvent::Failed { transfer: t, cause: FailureCause::SourcesFailed { peers }, .. }
-            if *t == transfer && peers.len() == 1 && peers[0].1.starts_with("connecting: ")),
+            if *t == transfer && peers.len() == 1 && matches!(peers[0].1, PeerFault::Connect(_))),
         "{failed:?}"
     );
+    let NodeEvent::Failed { cause, reason, .. } = failed else {
+        unreachable!()
+    };
+    assert_eq!(
+        viewer.transfer(transfer).expect("status").phase,
+        TransferPhase::Failed { cause, reason }
+    );
 
-    let transfer = viewer.download(hash, None).await.expect("download");
+    let transfer = viewer
+        .download(hash, None)
+        .await
+        .expect("download")
+        .transfer();
     viewer.cancel(transfer).await.expect("cancel");
     let failed = next(&mut events, |e| matches!(e, NodeEvent::Failed { .. })).await;
     assert!(
