@@ -219,9 +219,29 @@ impl AppCore {
         info_hash: InfoHash,
         dir: PathBuf,
     ) -> Result<u64, NodeError> {
-        lock(&self.view).starting.insert(info_hash, id);
-        let result = self.node().download(info_hash, Some(dir)).await;
+        let (node, generation) = {
+            let mut view = lock(&self.view);
+            view.starting.insert(info_hash, id);
+            (self.node(), self.generation())
+        };
+        let result = node.download(info_hash, Some(dir)).await;
         let mut view = lock(&self.view);
+        if self.generation() != generation {
+            // The node was replaced meanwhile (settings): its answer names a run of a node
+            // that is gone. The download waits for the new node, which resumes it.
+            if let Ok(status) = &result
+                && !view.transfers.contains_key(&id)
+            {
+                let mut d = Download::started(id, status);
+                d.run = None;
+                d.state = TransferState::Waiting;
+                d.problem = Some(Problem::NoServer);
+                view.transfers.insert(id, d);
+                self.emit_card(&mut view, id);
+                self.save_transfers(&view);
+            }
+            return result.map(|_| id);
+        }
         view.starting.remove(&info_hash);
         match result {
             Ok(status) => {
@@ -275,6 +295,30 @@ impl AppCore {
             .values()
             .find(|d| d.run == Some(transfer))
             .map(|d| d.id)
+    }
+
+    /// The app's download of the node's `transfer`: the one running it, or the one being
+    /// started for its content, which gets the run now (the node's answer to `download` may
+    /// come after the run's first events, even after it failed: a folder that cannot be
+    /// written fails at once).
+    fn download_of(
+        &self,
+        view: &mut View,
+        transfer: TransferId,
+        info_hash: InfoHash,
+    ) -> Option<u64> {
+        if let Some(id) = Self::by_run(view, transfer) {
+            return Some(id);
+        }
+        let id = *view.starting.get(&info_hash)?;
+        let status = self.node().transfer(transfer).ok()?;
+        match view.transfers.get_mut(&id) {
+            Some(d) => d.adopt(&status),
+            None => {
+                view.transfers.insert(id, Download::started(id, &status));
+            }
+        }
+        Some(id)
     }
 
     /// Tells the UI the card of download `id` now.
@@ -1084,19 +1128,22 @@ impl AppCore {
         let url = server_url(&settings, inner.hosting.as_ref());
         let old_node = inner.node.clone();
         let (node, events) = Node::spawn(node_config(&settings, url, &self.dirs));
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         inner.node = node.clone();
-        *lock(&self.node) = node;
-        let paths = {
+        let (generation, paths) = {
             // Shares come back as they are re-announced; running transfers wait for the new
-            // node and resume there.
+            // node and resume there. Under the view's lock, so no card is built or adopted
+            // with one node's run id against the other node.
             let mut view = lock(&self.view);
+            let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+            for d in view.transfers.values_mut() {
+                d.leave_node(&old_node);
+            }
+            *lock(&self.node) = node;
             view.shares.retain(|_, s| s.missing.is_some());
             view.starting.clear();
             view.sharing.clear();
             let mut stopped = Vec::new();
             for d in view.transfers.values_mut() {
-                d.leave_node(&old_node);
                 if d.state == TransferState::Running {
                     d.state = TransferState::Waiting;
                     d.problem = Some(Problem::NoServer);
@@ -1108,11 +1155,13 @@ impl AppCore {
                 self.emit_card(&mut view, id);
             }
             self.save_transfers(&view);
-            view.remembered
+            let paths = view
+                .remembered
                 .iter()
                 .filter(|r| r.path.is_file())
                 .map(|r| r.path.clone())
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (generation, paths)
         };
         tauri::async_runtime::spawn(pump(self.clone(), events, generation));
         drop(inner);
@@ -1235,21 +1284,20 @@ impl AppCore {
                 resumed_bytes,
                 ..
             } => {
-                let id = match Self::by_run(&view, transfer) {
-                    Some(id) => id,
-                    None => view
-                        .starting
-                        .get(&info_hash)
-                        .copied()
-                        .unwrap_or_else(|| self.next_transfer_id()),
-                };
-                match self.node().transfer(transfer) {
-                    Ok(status) => {
-                        self.adopt_run(&mut view, id, &status);
-                        // Its resumed bytes.
-                        self.emit_card(&mut view, id);
+                if self.download_of(&mut view, transfer, info_hash).is_none() {
+                    // Not one the app started (none is): shown all the same.
+                    match self.node().transfer(transfer) {
+                        Ok(status) => {
+                            let id = self.next_transfer_id();
+                            view.transfers.insert(id, Download::started(id, &status));
+                        }
+                        Err(e) => tracing::warn!("{e}"),
                     }
-                    Err(e) => tracing::warn!("{e}"),
+                }
+                if let Some(id) = Self::by_run(&view, transfer) {
+                    // Running, with its resumed bytes.
+                    self.emit_card(&mut view, id);
+                    self.save_transfers(&view);
                 }
                 drop(view);
                 if resumed_bytes > 0 {
@@ -1301,13 +1349,20 @@ impl AppCore {
                     ),
                 );
             }
-            NodeEvent::Completed { transfer, path, .. } => {
-                let Some(id) = Self::by_run(&view, transfer) else {
+            NodeEvent::Completed {
+                transfer,
+                info_hash,
+                path,
+                ..
+            } => {
+                let node = self.node();
+                let Some(id) = self.download_of(&mut view, transfer, info_hash) else {
                     return;
                 };
                 let Some(d) = view.transfers.get_mut(&id) else {
                     return;
                 };
+                d.keep_figures(&node);
                 d.state = TransferState::Completed;
                 d.problem = None;
                 d.path = Some(path.clone());
@@ -1329,17 +1384,19 @@ impl AppCore {
             }
             NodeEvent::Failed {
                 transfer,
+                info_hash,
                 reason,
                 cause,
-                ..
             } => {
                 let resume = self.settings().resume_downloads;
-                let Some(id) = Self::by_run(&view, transfer) else {
+                let node = self.node();
+                let Some(id) = self.download_of(&mut view, transfer, info_hash) else {
                     return;
                 };
                 let Some(d) = view.transfers.get_mut(&id) else {
                     return;
                 };
+                d.keep_figures(&node);
                 // The UI words it from the kind; the node's sentence goes to the log.
                 let (state, problem) = match &cause {
                     FailureCause::Cancelled => (TransferState::Cancelled, None),

@@ -30,9 +30,11 @@ pub(crate) struct Download {
     pub problem: Option<Problem>,
     /// The finished file.
     pub path: Option<PathBuf>,
-    /// Verified bytes when a run of it last ended on an earlier node or app run: what its
-    /// card says while no run of the current node has it.
+    /// Verified bytes when a run of it last ended: what its card says while no run of the
+    /// current node has it (an earlier node or app run, or a run the node forgot).
     pub saved_bytes: u64,
+    /// Bytes sent to other viewers, and nodes served a whole piece, by its last ended run.
+    pub saved_sent: (u64, usize),
     /// Its latest run on the current node.
     pub run: Option<TransferId>,
 }
@@ -51,6 +53,7 @@ impl Download {
             problem: None,
             path: None,
             saved_bytes: 0,
+            saved_sent: (0, 0),
             run: Some(status.transfer()),
         }
     }
@@ -70,6 +73,7 @@ impl Download {
                 .or_else(|| r.error.clone().map(|message| Problem::Other { message })),
             path: r.path.clone(),
             saved_bytes: r.bytes_done,
+            saved_sent: (0, 0),
             run: None,
         }
     }
@@ -88,10 +92,19 @@ impl Download {
 
     /// The node that ran it is going away: keeps what the run reached, and forgets the run.
     pub(crate) fn leave_node(&mut self, node: &NodeHandle) {
-        if let Some(status) = self.run.take().and_then(|r| node.transfer(r).ok()) {
-            self.saved_bytes = status.progress.bytes_done;
-            if status.progress.len_bytes > 0 {
-                self.len_bytes = status.progress.len_bytes;
+        self.keep_figures(node);
+        self.run = None;
+    }
+
+    /// Keeps what its run reached (bytes, length, bytes sent), for when the node no longer
+    /// has the run: a run ended, a node restart, the node's book forgetting old runs.
+    pub(crate) fn keep_figures(&mut self, node: &NodeHandle) {
+        if let Some(status) = self.run.and_then(|r| node.transfer(r).ok()) {
+            let p = &status.progress;
+            self.saved_bytes = p.bytes_done;
+            self.saved_sent = (p.sent_bytes, p.peers_served);
+            if p.len_bytes > 0 {
+                self.len_bytes = p.len_bytes;
             }
         }
     }
@@ -108,6 +121,7 @@ impl Download {
         t.problem = self.problem.clone();
         t.path = self.path.clone();
         t.bytes_done = self.saved_bytes;
+        (t.sent_bytes, t.peers_served) = self.saved_sent;
         if let Some(status) = self.run.and_then(|r| node.transfer(r).ok()) {
             let p = &status.progress;
             t.bytes_done = p.bytes_done;

@@ -335,10 +335,12 @@ const NOTICE_CLEAR_MS = 2000;
  * of an MPEG-1 program stream): when the time stops moving while the element plays, say so
  * under the player and offer another app. The notice goes when playback moves again. While a
  * download plays, a player short of data is buffering, not failing: no notice then.
- * Before the notice, one seek to where it stands: WebKitGTK's player sometimes stays frozen
- * on the target frame of a seek made while the file was downloading, with every byte
- * there (seen in the watch WebDriver test under load, 2 runs of 5); a seek restarts its
- * pipeline. A file that still stands after that gets the notice.
+ * Before the notice, one seek to where it stands, then one reload of the source at that
+ * point: WebKitGTK's player sometimes stays frozen on the target frame of a seek made while
+ * the file was downloading, with every byte there (seen in the watch WebDriver test under
+ * load, 2 runs of 5); a seek restarts its pipeline most times, and CI once saw it stand
+ * after that too, which a reload (a new pipeline) mends. A file that still stands after
+ * both gets the notice.
  * @param {HTMLMediaElement} media
  * @param {() => HTMLElement} opener
  * @param {string} what
@@ -353,6 +355,8 @@ function watchProgress(media, opener, what, stream) {
   let notice = null;
   /** When a seek last tried to restart a frozen player (ms); cleared once it plays on. @type {number | null} */
   let kickedAt = null;
+  /** When a reload of the source last tried to restart it (ms); cleared once it plays on. @type {number | null} */
+  let reloadedAt = null;
   const drop = () => {
     if (notice) {
       notice.remove();
@@ -371,7 +375,8 @@ function watchProgress(media, opener, what, stream) {
     last = media.currentTime;
     const buffering = stream.downloading && media.readyState < HTMLMediaElement.HAVE_FUTURE_DATA;
     // A restarting seek that never ends is a frozen player too.
-    const stuckSeeking = media.seeking && kickedAt !== null && now - kickedAt > STALL_MS;
+    const tried = reloadedAt ?? kickedAt;
+    const stuckSeeking = media.seeking && tried !== null && now - tried > STALL_MS;
     if (!stuckSeeking && (media.paused || media.ended || media.seeking || buffering)) {
       since = now;
       movingSince = null;
@@ -385,6 +390,7 @@ function watchProgress(media, opener, what, stream) {
       if (now - movingSince >= NOTICE_CLEAR_MS) {
         drop();
         kickedAt = null;
+        reloadedAt = null;
       }
       return;
     }
@@ -394,6 +400,18 @@ function watchProgress(media, opener, what, stream) {
       since = now;
       console.warn(`player stood still at ${media.currentTime} s; seeking there to restart it`);
       media.currentTime = media.currentTime;
+      return;
+    }
+    if (!notice && now - since > STALL_MS && reloadedAt === null) {
+      reloadedAt = now;
+      since = now;
+      const at = media.currentTime;
+      console.warn(`player still stood at ${at} s; loading it again there`);
+      media.addEventListener("loadedmetadata", () => {
+        media.currentTime = at;
+        media.play().catch(() => {});
+      }, { once: true });
+      media.load();
       return;
     }
     if (!notice && now - since > STALL_MS) {

@@ -206,6 +206,10 @@ impl TransferStatus {
     /// Folds one event into the status; events of other downloads and others kinds change
     /// nothing.
     pub(crate) fn apply(&mut self, event: &NodeEvent) {
+        // An ended download stays as it ended (a peer's connection type may be told late).
+        if !self.is_running() {
+            return;
+        }
         let mine = |t: &TransferId| *t == self.progress.transfer;
         match event {
             NodeEvent::DownloadStarted {
@@ -628,6 +632,11 @@ mod tests {
         assert_eq!(s.progress.bytes_done, 1000);
         assert_eq!(s.progress.rate_bytes_per_sec, 0.0);
         assert!(s.peers.is_empty());
+        // Told late, after the end: changes nothing.
+        let ended = s.clone();
+        s.apply(&connected(me, a));
+        s.apply(&NodeEvent::DownloadProgress(progress(me, 10, 1)));
+        assert_eq!(s, ended);
     }
 
     #[test]
