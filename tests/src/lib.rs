@@ -486,6 +486,83 @@ pub fn mp4_1080p(secs: u32, faststart: bool) -> PathBuf {
     ffmpeg_media(&name, &args)
 }
 
+/// A live mode source as cameras and encoders write MP4: 10 s of 640x360 H.264 at 25 fps
+/// with B-frames (x264 `veryfast`: presentation order differs from decode order) and a
+/// keyframe every 2 s, with AAC audio (which WebRTC cannot carry).
+pub fn live_h264_aac() -> PathBuf {
+    ffmpeg_media(
+        "live-h264-bframes-aac.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=10:size=640x360:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            "2",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ],
+    )
+}
+
+/// A live mode source as WebM: 10 s of 640x360 VP8 at 25 fps with a keyframe every 2 s, and
+/// Opus audio in 20 ms frames.
+pub fn live_vp8_opus() -> PathBuf {
+    ffmpeg_media(
+        "live-vp8-opus.webm",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=10:size=640x360:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=10:sample_rate=48000",
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "1M",
+            "-g",
+            "50",
+            "-c:a",
+            "libopus",
+        ],
+    )
+}
+
+/// Packets of stream `stream` (`v:0`, `a:0`) as ffprobe counts them.
+pub fn ffprobe_packets(file: &Path, stream: &str) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream, "-count_packets"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe is installed (scripts/deps.sh)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe said {text:?} for {}", file.display()))
+}
+
 /// A VP8 WebM of 12 s at 640x360 and about 2 Mbit/s (3 MB), a keyframe every second.
 pub fn webm_12s() -> PathBuf {
     ffmpeg_media(
