@@ -9,10 +9,12 @@ pub mod demux;
 pub mod h264;
 pub mod pacing;
 pub mod queue;
+pub mod sender;
 
 pub use demux::{MediaError, MediaFile, Sample, Track};
 pub use pacing::{RtpClock, Schedule, Slot, TrackTime};
 pub use queue::{Dropped, Queued, SendQueue};
+pub use sender::{Clock, Paced, SampleSource, TokioClock};
 
 /// Video or audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -35,6 +35,7 @@
 mod data;
 mod link;
 pub mod log;
+mod media;
 mod runtime;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 pub use data::DataLink;
 pub use link::PeerLink;
+pub use media::{MediaCodec, MediaLink, ReceivedFrame, TrackReceiver, TrackSender};
 
 /// The largest data-channel message Shoal sends or accepts, in bytes (256 KiB). Both sides
 /// advertise it as `a=max-message-size` (RFC 8841 §6); the negotiated value is the smaller of

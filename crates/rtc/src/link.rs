@@ -47,7 +47,7 @@ const MAX_KEEPALIVE: Duration = Duration::from_secs(2);
 
 /// Which side of the offer/answer exchange this link is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+pub(crate) enum Role {
     Offerer,
     Answerer,
 }
@@ -123,6 +123,11 @@ impl Shared {
         });
     }
 
+    /// Follows the peer connection's state.
+    pub(crate) fn connection_state(&self) -> watch::Receiver<RTCPeerConnectionState> {
+        self.connection_state.subscribe()
+    }
+
     /// Called by the reader task when the channel ended.
     pub(crate) fn channel_ended(&self) {
         self.end(EndReason::Closed);
@@ -130,7 +135,7 @@ impl Shared {
 }
 
 /// A local candidate for the signal pump.
-enum LocalCandidate {
+pub(crate) enum LocalCandidate {
     Candidate(IceCandidateInit),
     EndOfCandidates,
 }
@@ -140,6 +145,8 @@ enum LocalCandidate {
 struct Handler {
     shared: Arc<Shared>,
     candidates: mpsc::Sender<LocalCandidate>,
+    /// Where a media link's remote tracks go ([`crate::media`]); `None` on a data link.
+    tracks: Option<mpsc::Sender<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>>>,
 }
 
 impl Handler {
@@ -181,6 +188,17 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         debug!(%state, "peer connection state");
         self.shared.connection_state.send_replace(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>) {
+        match &self.tracks {
+            Some(tracks) => {
+                if tracks.try_send(track).is_err() {
+                    warn!("ignoring a remote track: nobody takes it");
+                }
+            }
+            None => warn!("ignoring a remote media track on a data link"),
+        }
     }
 
     async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
@@ -251,10 +269,13 @@ struct RemoteState {
 /// [`PeerLink::close`] when done; dropping the last `PeerLink`/[`DataLink`] handle also
 /// closes the connection, from a spawned task.
 pub struct PeerLink {
-    pc: Arc<dyn PeerConnection>,
-    shared: Arc<Shared>,
+    pub(crate) pc: Arc<dyn PeerConnection>,
+    pub(crate) shared: Arc<Shared>,
     guard: Arc<CloseGuard>,
     remote: Mutex<RemoteState>,
+    /// A media link's remote tracks, as they arrive ([`crate::media`]).
+    pub(crate) tracks:
+        Option<Mutex<mpsc::Receiver<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>>>>,
 }
 
 impl std::fmt::Debug for PeerLink {
@@ -281,7 +302,7 @@ impl PeerLink {
         label: &str,
         signals: mpsc::Sender<OutgoingSignal>,
     ) -> Result<PeerLink, RtcError> {
-        let (link, candidates) = Self::build(config, Role::Offerer).await?;
+        let (link, candidates) = Self::build(config, Role::Offerer, None).await?;
         let init = RTCDataChannelInit {
             ordered: true,
             ..RTCDataChannelInit::default()
@@ -292,6 +313,18 @@ impl PeerLink {
             .await
             .map_err(|error| RtcError::webrtc("create_data_channel", error))?;
         tokio::spawn(read_channel(dc, link.shared.clone()));
+        link.send_offer(label, signals, candidates).await?;
+        Ok(link)
+    }
+
+    /// Creates and sends the offer, then starts the signal pump.
+    pub(crate) async fn send_offer(
+        &self,
+        label: &str,
+        signals: mpsc::Sender<OutgoingSignal>,
+        candidates: mpsc::Receiver<LocalCandidate>,
+    ) -> Result<(), RtcError> {
+        let link = self;
         let offer = link
             .pc
             .create_offer(None)
@@ -308,7 +341,7 @@ impl PeerLink {
             .await
             .map_err(|_| RtcError::SignalingClosed)?;
         tokio::spawn(pump_signals(candidates, signals, link.shared.clone()));
-        Ok(link)
+        Ok(())
     }
 
     /// Answerer: applies the remote offer, sends [`OutgoingSignal::Answer`] and then the local
@@ -324,9 +357,19 @@ impl PeerLink {
         offer_sdp: &str,
         signals: mpsc::Sender<OutgoingSignal>,
     ) -> Result<PeerLink, RtcError> {
+        Self::answer_with(config, offer_sdp, signals, None).await
+    }
+
+    /// [`PeerLink::answer`], with a media engine for a media link.
+    pub(crate) async fn answer_with(
+        config: &RtcConfig,
+        offer_sdp: &str,
+        signals: mpsc::Sender<OutgoingSignal>,
+        media: Option<crate::media::MediaSetup>,
+    ) -> Result<PeerLink, RtcError> {
         let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
             .map_err(|error| RtcError::InvalidSdp(error.to_string()))?;
-        let (link, candidates) = Self::build(config, Role::Answerer).await?;
+        let (link, candidates) = Self::build(config, Role::Answerer, media).await?;
         link.pc
             .set_remote_description(offer)
             .await
@@ -351,17 +394,27 @@ impl PeerLink {
         Ok(link)
     }
 
-    /// Builds the peer connection with Shoal's settings and starts the supervisor.
-    async fn build(
+    /// Builds the peer connection with Shoal's settings (and, for a media link, its codecs
+    /// and interceptors) and starts the supervisor.
+    pub(crate) async fn build(
         config: &RtcConfig,
         role: Role,
+        media: Option<crate::media::MediaSetup>,
     ) -> Result<(PeerLink, mpsc::Receiver<LocalCandidate>), RtcError> {
         config.validate()?;
         let shared = Arc::new(Shared::new(config, role));
         let (candidates_tx, candidates_rx) = mpsc::channel(LOCAL_CANDIDATE_QUEUE);
+        let (tracks_tx, tracks_rx) = match media {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(crate::media::MAX_REMOTE_TRACKS);
+                (Some(tx), Some(Mutex::new(rx)))
+            }
+            None => (None, None),
+        };
         let handler = Arc::new(Handler {
             shared: shared.clone(),
             candidates: candidates_tx,
+            tracks: tracks_tx,
         });
         let keepalive = (!config.ice_disconnected_timeout.is_zero()).then(|| {
             (config.ice_disconnected_timeout / 3).clamp(Duration::from_millis(100), MAX_KEEPALIVE)
@@ -388,12 +441,18 @@ impl PeerLink {
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(ice_servers)
             .build();
-        let pc = PeerConnectionBuilder::new()
+        let mut builder = PeerConnectionBuilder::new()
             .with_configuration(configuration)
             .with_setting_engine(settings)
             .with_runtime(Arc::new(BigBufferRuntime::new()))
             .with_handler(handler)
-            .with_udp_addrs(config.bind_addrs.clone())
+            .with_udp_addrs(config.bind_addrs.clone());
+        if let Some(media) = media {
+            builder = builder
+                .with_media_engine(media.engine)
+                .with_interceptor_registry(media.interceptors);
+        }
+        let pc = builder
             .build()
             .await
             .map_err(|error| RtcError::webrtc("build peer connection", error))?;
@@ -413,6 +472,7 @@ impl PeerLink {
                 description_set: false,
                 early_candidates: Vec::new(),
             }),
+            tracks: tracks_rx,
         };
         Ok((link, candidates_rx))
     }
