@@ -32,6 +32,7 @@
 //! - Callbacks from the webrtc-rs driver only forward into channels or spawn; they never wait.
 #![deny(missing_docs)]
 
+mod assemble;
 mod data;
 mod link;
 pub mod log;

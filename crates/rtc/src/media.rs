@@ -11,23 +11,23 @@
 //! - **The sender writes RTP itself** ([`TrackSender::send_frame`]): webrtc-rs's sample track
 //!   advances the timestamp by each sample's duration, which fits neither B-frames (sent in
 //!   decode order, stamped in presentation order) nor a schedule computed from one anchor.
-//! - **The receiver rebuilds frames** ([`TrackReceiver::next_frame`]) with rtc's
-//!   `SampleBuilder`, which reorders by sequence number and gives up on a frame whose packets
-//!   are lost. A depacketiser that panics on a malformed packet (rtc-rtp 0.21.1's STAP-A
-//!   parser indexes past the end) costs the frames in the builder, never the node.
+//! - **The receiver rebuilds frames** ([`TrackReceiver::next_frame`], [`crate::assemble`]):
+//!   in sequence order, each the moment its last packet is in; a frame whose packet is lost
+//!   for good is given up and a keyframe asked for (PLI). A depacketiser that panics on a
+//!   malformed packet (rtc-rtp 0.21.1's STAP-A parser indexes past the end) costs the frames
+//!   being rebuilt, never the node.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rtc::interceptor::Registry;
-use rtc::media::io::sample_builder::SampleBuilder;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::{h264, opus, vp8, vp9};
-use rtc::rtp::packetizer::{Depacketizer, Payloader};
+use rtc::rtp::packetizer::Payloader;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RtpCodecKind,
@@ -40,6 +40,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::RTCPeerConnectionState;
 use webrtc::rtp_transceiver::RtpSender;
 
+use crate::assemble::{Assembled, Assembler};
 use crate::link::{PeerLink, Role};
 use crate::{OutgoingSignal, RtcConfig, RtcError};
 
@@ -51,7 +52,7 @@ pub(crate) const MAX_REMOTE_TRACKS: usize = 4;
 const RTP_PAYLOAD_BYTES: usize = 1188;
 
 /// Packets a receiver waits past a missing one before it gives the frame up: at 2 Mbit/s
-/// about 140 ms of video, enough for a NACK round trip on a LAN.
+/// about 1 s of video, time for a NACK round trip (asked every 100 ms) on most paths.
 const MAX_LATE_PACKETS: u16 = 256;
 
 /// A codec a media link carries.
@@ -468,61 +469,63 @@ pub struct ReceivedFrame {
     pub dropped_packets: u16,
 }
 
+/// One track's assembler, by codec.
 enum Builder {
-    H264(SampleBuilder<h264::H264Packet>),
-    Vp8(SampleBuilder<vp8::Vp8Packet>),
-    Vp9(SampleBuilder<vp9::Vp9Packet>),
-    Opus(SampleBuilder<opus::OpusPacket>),
+    H264(Assembler<h264::H264Packet>),
+    Vp8(Assembler<vp8::Vp8Packet>),
+    Vp9(Assembler<vp9::Vp9Packet>),
+    Opus(Assembler<opus::OpusPacket>),
 }
 
 impl Builder {
     fn new(codec: &MediaCodec) -> Self {
         match codec {
             // Annex-B out (the default: `is_avc` false).
-            MediaCodec::H264 { .. } => Self::H264(SampleBuilder::new(
+            MediaCodec::H264 { .. } => Self::H264(Assembler::new(
+                h264::H264Packet::default,
+                true,
                 MAX_LATE_PACKETS,
-                h264::H264Packet::default(),
-                90_000,
             )),
-            MediaCodec::Vp8 => Self::Vp8(SampleBuilder::new(
+            MediaCodec::Vp8 => Self::Vp8(Assembler::new(
+                vp8::Vp8Packet::default,
+                true,
                 MAX_LATE_PACKETS,
-                vp8::Vp8Packet::default(),
-                90_000,
             )),
-            MediaCodec::Vp9 => Self::Vp9(SampleBuilder::new(
+            MediaCodec::Vp9 => Self::Vp9(Assembler::new(
+                vp9::Vp9Packet::default,
+                true,
                 MAX_LATE_PACKETS,
-                vp9::Vp9Packet::default(),
-                90_000,
             )),
-            MediaCodec::Opus => Self::Opus(SampleBuilder::new(
-                MAX_LATE_PACKETS,
-                opus::OpusPacket,
-                48_000,
-            )),
+            MediaCodec::Opus => {
+                Self::Opus(Assembler::new(|| opus::OpusPacket, false, MAX_LATE_PACKETS))
+            }
         }
     }
 
-    fn push(&mut self, now: Instant, packet: rtc::rtp::packet::Packet) {
+    fn push(&mut self, packet: rtc::rtp::packet::Packet) {
         match self {
-            Self::H264(b) => b.push(now, packet),
-            Self::Vp8(b) => b.push(now, packet),
-            Self::Vp9(b) => b.push(now, packet),
-            Self::Opus(b) => b.push(now, packet),
+            Self::H264(a) => a.push(packet),
+            Self::Vp8(a) => a.push(packet),
+            Self::Vp9(a) => a.push(packet),
+            Self::Opus(a) => a.push(packet),
         }
     }
 
-    fn pop(&mut self, now: Instant) -> Option<rtc::media::Sample> {
-        fn pop_one<T: Depacketizer>(
-            b: &mut SampleBuilder<T>,
-            now: Instant,
-        ) -> Option<rtc::media::Sample> {
-            b.pop(now)
-        }
+    fn pop(&mut self) -> Option<Assembled> {
         match self {
-            Self::H264(b) => pop_one(b, now),
-            Self::Vp8(b) => pop_one(b, now),
-            Self::Vp9(b) => pop_one(b, now),
-            Self::Opus(b) => pop_one(b, now),
+            Self::H264(a) => a.pop(),
+            Self::Vp8(a) => a.pop(),
+            Self::Vp9(a) => a.pop(),
+            Self::Opus(a) => a.pop(),
+        }
+    }
+
+    fn take_keyframe_needed(&mut self) -> bool {
+        match self {
+            Self::H264(a) => a.take_keyframe_needed(),
+            Self::Vp8(a) => a.take_keyframe_needed(),
+            Self::Vp9(a) => a.take_keyframe_needed(),
+            Self::Opus(a) => a.take_keyframe_needed(),
         }
     }
 }
@@ -562,15 +565,20 @@ impl TrackReceiver {
         &self.codec
     }
 
-    /// The next whole frame; `None` once the track ended. A frame is whole once the first
-    /// packet of the next one arrived (rtc's `SampleBuilder`).
+    /// The next whole frame, the moment its last packet is in; `None` once the track ended.
+    /// A video frame given up (a packet lost for good) makes it ask the host for a keyframe.
     pub async fn next_frame(&mut self) -> Option<ReceivedFrame> {
         loop {
             if let Some(frame) = self.pop() {
                 return Some(frame);
             }
+            if self.builder.take_keyframe_needed()
+                && let Err(error) = self.request_keyframe().await
+            {
+                debug!(%error, "keyframe request");
+            }
             match self.track.poll().await? {
-                TrackRemoteEvent::OnRtpPacket(packet) => self.builder.push(Instant::now(), packet),
+                TrackRemoteEvent::OnRtpPacket(packet) => self.builder.push(packet),
                 TrackRemoteEvent::OnEnded => return None,
                 _ => {}
             }
@@ -579,14 +587,12 @@ impl TrackReceiver {
 
     /// Pops a finished frame; a depacketiser panic on a malformed packet resets the builder.
     fn pop(&mut self) -> Option<ReceivedFrame> {
-        let popped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.builder.pop(Instant::now())
-        }));
+        let popped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.builder.pop()));
         match popped {
-            Ok(sample) => sample.map(|s| ReceivedFrame {
-                data: s.data,
-                rtp_timestamp: s.packet_timestamp,
-                dropped_packets: s.prev_dropped_packets,
+            Ok(frame) => frame.map(|f| ReceivedFrame {
+                data: f.data,
+                rtp_timestamp: f.rtp_timestamp,
+                dropped_packets: f.dropped_packets,
             }),
             Err(_) => {
                 warn!(codec = ?self.codec, "a malformed packet broke the depacketiser; frames dropped");
