@@ -1,6 +1,11 @@
-//! Live mode's source side on real files (issue 12, item 1): `shoal_media` reads an MP4 with
-//! B-frames and a WebM with Opus as ffmpeg wrote them, sample for sample as ffprobe counts
-//! them, and schedules them from one anchor.
+//! Live mode (issue 12) on real files:
+//! - `shoal_media` reads an MP4 with B-frames and a WebM with Opus as ffmpeg wrote them,
+//!   sample for sample as ffprobe counts them, and schedules them from one anchor;
+//! - over a media link on 127.0.0.1, paced in real time, every frame arrives as sent (VP8
+//!   and Opus byte for byte, H.264 NAL for NAL) with its RTP timestamp; prints the delay from
+//!   scheduled send to rebuilt frame;
+//! - real processes: `shoal room host FILE` goes `live` and a `shoal room join --record`
+//!   member writes every video frame, which ffprobe decodes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -370,4 +375,70 @@ async fn an_h264_mp4_with_b_frames_goes_live_nal_for_nal() {
         percentile(&delays, 0.95),
         delays[delays.len() - 1]
     );
+}
+
+/// `shoal room host FILE`, then a member that records, then `live` on the host's stdin:
+/// answers the recording's path, the member's summary line and the host's process.
+fn record_a_live_room(media: &std::path::Path, file_name: &str) -> (std::path::PathBuf, String) {
+    let server = shoal_e2e::SignalServer::start();
+    let media_arg = media.display().to_string();
+    let mut host = shoal_e2e::shoal(&server.url, &["room", "host", &media_arg]);
+    let code = host.stdout_lines(2)[0]
+        .strip_prefix("room ")
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join(file_name);
+    let path_arg = path.display().to_string();
+    let mut member = shoal_e2e::shoal(&server.url, &["room", "join", &code, "--record", &path_arg]);
+    assert_eq!(member.stdout_lines(1), [format!("room {code}")]);
+    host.wait_line(|l| l.contains("joined"));
+    host.send_line("live");
+    host.wait_line(|l| l.starts_with("live: "));
+    let (ok, stdout, stderr) = member.finish();
+    assert!(ok, "the recorder failed: {stderr:#?}");
+    host.send_line("quit");
+    (path, stdout)
+}
+
+/// ffprobe's count of the frames it decodes in `file`'s first video stream.
+fn ffprobe_decoded_frames(file: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe said {text:?} for {}", file.display()))
+}
+
+#[test]
+fn a_member_records_a_hosts_live_webm_frame_for_frame() {
+    let media = live_vp8_opus();
+    let (path, summary) = record_a_live_room(&media, "live.ivf");
+    println!("{}", summary.trim());
+    let source = ffprobe_packets(&media, "v:0");
+    assert!(
+        summary.starts_with(&format!("recorded {source} video frames spanning 9.96 s")),
+        "{summary}"
+    );
+    assert!(summary.contains(" 0 packets lost"), "{summary}");
+    // ffprobe reads the recording and decodes every frame.
+    assert_eq!(ffprobe_decoded_frames(&path), source);
+}
+
+#[test]
+fn a_member_records_a_hosts_live_h264_mp4_with_b_frames() {
+    let media = live_h264_aac();
+    let (path, summary) = record_a_live_room(&media, "live.h264");
+    println!("{}", summary.trim());
+    let source = ffprobe_packets(&media, "v:0");
+    assert!(
+        summary.starts_with(&format!("recorded {source} video frames")),
+        "{summary}"
+    );
+    assert_eq!(ffprobe_decoded_frames(&path), source);
 }

@@ -11,6 +11,7 @@
 mod bench;
 mod player;
 mod progress;
+mod record;
 mod room;
 
 use std::net::SocketAddr;
@@ -157,7 +158,8 @@ enum Commands {
 enum RoomCommand {
     /// Share FILE and open a room watching it, with this node as the host. Prints "room
     /// <code>" and "link <link>" on stdout and the room's events on stderr; reads commands
-    /// from stdin: play, pause, seek <seconds|N%>, go-on, status, quit.
+    /// from stdin: play, pause, seek <seconds|N%>, go-on, live (stream FILE to the members),
+    /// status, quit.
     Host {
         /// The media file.
         file: PathBuf,
@@ -168,6 +170,13 @@ enum RoomCommand {
         /// (e.g. 15s).
         #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = humantime::parse_duration)]
         wait_timeout: Duration,
+        /// Go live: stream FILE to the members over WebRTC media tracks, paced in real time
+        /// (MP4 with H.264, WebM with VP8/VP9 and Opus; passed through, not re-encoded).
+        #[arg(long)]
+        live: bool,
+        /// With --live: start the file again at its end.
+        #[arg(long = "loop", requires = "live")]
+        looping: bool,
     },
     /// Join a room by its code or link and download its media. Prints "room <code>" on
     /// stdout and the room's events on stderr until the room ends.
@@ -176,8 +185,13 @@ enum RoomCommand {
         room: String,
         /// Play the media with a headless player that follows the host, and print once a
         /// second its position, the host's, and the drift between them.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "record")]
         follow: bool,
+        /// Record the host's live stream instead of downloading the media: its video to this
+        /// file as it arrives (IVF for VP8/VP9, an Annex-B stream for H.264), until the
+        /// stream ends.
+        #[arg(long, value_name = "PATH")]
+        record: Option<PathBuf>,
         /// Folder to download into.
         #[arg(long, default_value = ".")]
         out: PathBuf,
@@ -362,13 +376,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 file,
                 name,
                 wait_timeout,
+                live,
+                looping,
             }) => {
                 let options = room::HostOptions {
                     file,
                     name,
                     wait_timeout,
+                    live: live.then_some(looping),
                 };
                 room::host(&node, &mut events, options, &served).await?;
+                ExitCode::SUCCESS
+            }
+            Commands::Room(RoomCommand::Join {
+                room,
+                record: Some(path),
+                ..
+            }) => {
+                record::record(&node, &mut events, &room, path).await?;
                 ExitCode::SUCCESS
             }
             Commands::Room(RoomCommand::Join {
@@ -376,6 +401,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 follow,
                 out,
                 name,
+                record: None,
             }) => {
                 let options = room::JoinOptions {
                     room,

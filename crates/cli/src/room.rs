@@ -30,6 +30,8 @@ pub struct HostOptions {
     pub file: PathBuf,
     pub name: Option<String>,
     pub wait_timeout: Duration,
+    /// Go live (issue 12), looping or not.
+    pub live: Option<bool>,
 }
 
 /// `room join` options.
@@ -138,18 +140,21 @@ pub async fn host(
     let path = std::fs::canonicalize(&options.file)
         .with_context(|| format!("cannot open {}", options.file.display()))?;
     let duration_ms = shoal_node::media_duration_secs(&path).map(|s| s * 1000.0);
-    let shared = crate::share_one(node, events, path).await?;
+    let shared = crate::share_one(node, events, path.clone()).await?;
     let info = node.create_room(shared.info_hash).await?;
     let me = node.node_id().await?;
     println!("room {}", info.code);
     println!("link {}", info.link);
     eprintln!(
-        "hosting {} in room {}; commands: play, pause, seek <seconds|N%>, go-on, status, quit",
+        "hosting {} in room {}; commands: play, pause, seek <seconds|N%>, go-on, live, status, quit",
         inert(&shared.name, usize::MAX),
         info.code
     );
     if duration_ms.is_none() {
         eprintln!("no playing time in the file's container: seek takes seconds only");
+    }
+    if let Some(looping) = options.live {
+        go_live(node, &info.code, &path, looping).await?;
     }
     let mut session = HostSession::new(
         &info,
@@ -167,6 +172,9 @@ pub async fn host(
         let before = session.view().clone();
         tokio::select! {
             line = stdin.next_line(), if stdin_open => match line {
+                Ok(Some(line)) if line.trim() == "live" => {
+                    go_live(node, &info.code, &path, false).await?;
+                }
                 Ok(Some(line)) => {
                     let now = node.clock_ms();
                     if !command(&mut session, line.trim(), now, duration_ms) {
@@ -217,6 +225,25 @@ pub async fn host(
         let out = session.outgoing(now, &report, &player);
         send_all(node, &info.code, out).await?;
     }
+}
+
+/// Streams `path` live to the room's members (issue 12) and says what goes.
+async fn go_live(
+    node: &NodeHandle,
+    room: &str,
+    path: &std::path::Path,
+    looping: bool,
+) -> anyhow::Result<()> {
+    let live = node.go_live(room, path.to_owned(), looping).await?;
+    eprintln!(
+        "live: {:?}{}",
+        live.codecs,
+        if looping { ", looping" } else { "" }
+    );
+    for skipped in &live.skipped {
+        eprintln!("not sent: {skipped}");
+    }
+    Ok(())
 }
 
 /// Runs one host command; false to stop.

@@ -83,6 +83,15 @@ pub(crate) enum Internal {
     ManifestKnown {
         transfer: TransferId,
     },
+    /// A live stream's link to a viewer ended.
+    LiveViewerEnded {
+        peer: NodeId,
+        connection_id: ConnectionId,
+    },
+    /// The link of a live stream this node watched ended.
+    LiveWatchEnded {
+        connection_id: ConnectionId,
+    },
     /// A download completed and its swarm task now serves the finished file.
     Seeding {
         transfer: TransferId,
@@ -181,6 +190,33 @@ struct Actor {
     /// Rooms whose rejoin was refused for now (rate-limited, busy): tried again on the
     /// next refresh tick.
     rejoin_later: BTreeSet<String>,
+    /// Each room's host and members, as the server last said (live mode streams to them).
+    room_members: HashMap<String, (Option<NodeId>, Vec<NodeId>)>,
+    /// The live stream this node hosts (issue 12).
+    live: Option<LiveHost>,
+    /// Signals of live media links, by connection (they trickle for the link's life).
+    live_routes: HashMap<ConnectionId, mpsc::Sender<Signal>>,
+    /// Where this node's front ends hear the live streams it watches.
+    live_out: tokio::sync::broadcast::Sender<crate::live::LiveEvent>,
+}
+
+/// A live stream this node hosts in a room.
+struct LiveHost {
+    room: String,
+    codecs: Vec<shoal_rtc::MediaCodec>,
+    frames: tokio::sync::broadcast::Sender<crate::live::LiveItem>,
+    pacer: tokio::task::JoinHandle<()>,
+    /// Each viewer's link task.
+    viewers: HashMap<NodeId, (ConnectionId, tokio::task::JoinHandle<()>)>,
+}
+
+impl Drop for LiveHost {
+    fn drop(&mut self) {
+        self.pacer.abort();
+        for (_, task) in self.viewers.values() {
+            task.abort();
+        }
+    }
 }
 
 pub(crate) async fn run(
@@ -189,6 +225,7 @@ pub(crate) async fn run(
     events: mpsc::Sender<NodeEvent>,
     epoch: std::time::Instant,
     book: TransferBook,
+    live_out: tokio::sync::broadcast::Sender<crate::live::LiveEvent>,
 ) {
     let (to_server, server_rx) = mpsc::channel(256);
     let (from_server_tx, mut from_server) = mpsc::channel(256);
@@ -230,6 +267,10 @@ pub(crate) async fn run(
         epoch,
         rooms: BTreeMap::new(),
         rejoin_later: BTreeSet::new(),
+        room_members: HashMap::new(),
+        live: None,
+        live_routes: HashMap::new(),
+        live_out,
     };
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -348,10 +389,27 @@ impl Actor {
                 let _ = reply.send(files);
             }
             Command::Request { message, reply } => self.request(message, Pending::Reply(reply)),
+            Command::GoLive {
+                room,
+                path,
+                looping,
+                reply,
+            } => {
+                let result = self.go_live(room, path, looping).await;
+                let _ = reply.send(result);
+            }
+            Command::StopLive { reply } => {
+                self.live = None;
+                let _ = reply.send(());
+            }
             Command::Post { message, reply } => {
                 if let ClientToServer::LeaveRoom { room } = &message {
                     self.rooms.remove(room);
                     self.rejoin_later.remove(room);
+                    self.room_members.remove(room);
+                    if self.live.as_ref().is_some_and(|l| l.room == *room) {
+                        self.live = None;
+                    }
                 }
                 let result = if self.node_id.is_none() {
                     Err(NodeError::NotConnected {
@@ -733,6 +791,9 @@ impl Actor {
                 host,
                 members,
             } => {
+                self.room_members
+                    .insert(room.clone(), (host, members.clone()));
+                let _ = self.live_to_members();
                 self.emit(NodeEvent::Room(RoomEvent::Members {
                     room,
                     host,
@@ -783,19 +844,26 @@ impl Actor {
         match pending {
             Pending::Reply(reply) => {
                 let joined = match &message {
-                    ServerToClient::RoomJoined { room, .. } => {
-                        Some((room.code.clone(), room.host_key.clone()))
-                    }
+                    ServerToClient::RoomJoined { room, .. } => Some((
+                        room.code.clone(),
+                        room.host_key.clone(),
+                        room.host,
+                        room.members.clone(),
+                    )),
                     _ => None,
                 };
                 let asked = reply.send(Ok(message)).is_ok();
                 match joined {
                     // Remembered only if the caller heard of it.
-                    Some((code, key)) if asked => {
+                    Some((code, key, host, members)) if asked => {
+                        // The host's media offer may come before the member list.
+                        self.room_members
+                            .entry(code.clone())
+                            .or_insert((host, members));
                         self.rooms.insert(code, key);
                     }
                     // The caller gave up waiting: the room it never heard of is left.
-                    Some((code, _)) => {
+                    Some((code, ..)) => {
                         let _ = self
                             .to_server
                             .try_send(ClientToServer::LeaveRoom { room: code });
@@ -809,6 +877,9 @@ impl Actor {
                 ServerToClient::RoomJoined { room, .. } => {
                     let Some(me) = self.node_id else { return };
                     self.rooms.insert(room.code.clone(), room.host_key.clone());
+                    self.room_members
+                        .insert(room.code.clone(), (room.host, room.members.clone()));
+                    let _ = self.live_to_members();
                     self.emit(NodeEvent::Room(RoomEvent::Rejoined { room, me }))
                         .await;
                 }
@@ -918,6 +989,12 @@ impl Actor {
     }
 
     fn on_signal(&mut self, from: NodeId, connection_id: ConnectionId, signal: Signal) {
+        if let Some(tx) = self.live_routes.get(&connection_id) {
+            if tx.try_send(signal).is_err() {
+                debug!(connection = %connection_id.short(), "live signal queue full; dropped");
+            }
+            return;
+        }
         if let Some(tx) = self.connecting.get(&connection_id) {
             if tx.try_send(signal).is_err() {
                 debug!(connection = %connection_id.short(), "signal queue full; dropped");
@@ -926,8 +1003,140 @@ impl Actor {
         }
         // Anything but an offer is a late candidate or bye for a connection set up or gone.
         if let Signal::Offer { sdp } = signal {
-            self.accept(from, connection_id, sdp);
+            if crate::live::is_media_offer(&sdp) {
+                self.accept_live(from, connection_id, sdp);
+            } else {
+                self.accept(from, connection_id, sdp);
+            }
         }
+    }
+
+    // ----- live mode (issue 12) -----
+
+    /// Starts streaming `path` to the members of `room`, which this node hosts.
+    async fn go_live(
+        &mut self,
+        room: String,
+        path: PathBuf,
+        looping: bool,
+    ) -> Result<crate::LiveInfo, NodeError> {
+        if !matches!(self.rooms.get(&room), Some(Some(_))) {
+            return Err(NodeError::Live(format!(
+                "this node does not host room {room}"
+            )));
+        }
+        let source = tokio::task::spawn_blocking(move || crate::live::open(&path))
+            .await
+            .map_err(|e| NodeError::Live(e.to_string()))??;
+        let info = crate::LiveInfo {
+            codecs: source.codecs.clone(),
+            skipped: source.skipped.clone(),
+        };
+        let frames = crate::live::broadcast();
+        let codecs = source.codecs.clone();
+        info!(%room, codecs = ?codecs, "live");
+        self.live = Some(LiveHost {
+            room,
+            codecs,
+            frames: frames.clone(),
+            pacer: tokio::spawn(async {}),
+            viewers: HashMap::new(),
+        });
+        // The stream starts once the members present are connected.
+        let ready = self.live_to_members();
+        let pacer = tokio::spawn(crate::live::pace(source, looping, frames, ready));
+        if let Some(live) = &mut self.live {
+            live.pacer = pacer;
+        }
+        Ok(info)
+    }
+
+    /// Opens a media link to each member of the live room that has none, and ends the links
+    /// of members who left. Answers when each new link is connected.
+    fn live_to_members(&mut self) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        let me = self.node_id;
+        let mut ready = Vec::new();
+        let Some(live) = &self.live else {
+            return ready;
+        };
+        let members: Vec<NodeId> = self
+            .room_members
+            .get(&live.room)
+            .map(|(_, members)| members.iter().copied().filter(|m| Some(*m) != me).collect())
+            .unwrap_or_default();
+        let gone: Vec<NodeId> = live
+            .viewers
+            .keys()
+            .copied()
+            .filter(|v| !members.contains(v))
+            .collect();
+        let new: Vec<NodeId> = members
+            .into_iter()
+            .filter(|m| !live.viewers.contains_key(m))
+            .collect();
+        for peer in gone {
+            if let Some(live) = &mut self.live
+                && let Some((connection_id, task)) = live.viewers.remove(&peer)
+            {
+                task.abort();
+                self.live_routes.remove(&connection_id);
+            }
+        }
+        for peer in new {
+            let connection_id = ConnectionId::random();
+            let (remote_tx, remote_rx) = mpsc::channel(64);
+            self.live_routes.insert(connection_id, remote_tx);
+            let signals = self.signal_forwarder(peer, connection_id);
+            let rtc = self.rtc_config();
+            let timeout = self.config.connect_timeout;
+            let internal = self.internal_tx.clone();
+            let Some(live) = &mut self.live else {
+                return ready;
+            };
+            let codecs = live.codecs.clone();
+            let frames = live.frames.subscribe();
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            ready.push(ready_rx);
+            let task = tokio::spawn(async move {
+                match crate::live::serve_viewer(
+                    rtc, codecs, signals, remote_rx, frames, timeout, ready_tx,
+                )
+                .await
+                {
+                    Ok(sent) => info!(peer = %peer.short(), sent, "live viewer done"),
+                    Err(reason) => warn!(peer = %peer.short(), %reason, "live viewer lost"),
+                }
+                let _ = internal.send(Internal::LiveViewerEnded {
+                    peer,
+                    connection_id,
+                });
+            });
+            live.viewers.insert(peer, (connection_id, task));
+        }
+        ready
+    }
+
+    /// A media offer: a live stream, accepted from the host of a room this node is in.
+    fn accept_live(&mut self, from: NodeId, connection_id: ConnectionId, sdp: String) {
+        let from_a_host = self
+            .room_members
+            .iter()
+            .any(|(room, (host, _))| *host == Some(from) && self.rooms.contains_key(room));
+        if !from_a_host {
+            debug!(peer = %from.short(), "media offer from a node that hosts none of our rooms; ignored");
+            return;
+        }
+        let (remote_tx, remote_rx) = mpsc::channel(64);
+        self.live_routes.insert(connection_id, remote_tx);
+        let signals = self.signal_forwarder(from, connection_id);
+        let rtc = self.rtc_config();
+        let timeout = self.config.connect_timeout;
+        let internal = self.internal_tx.clone();
+        let out = self.live_out.clone();
+        tokio::spawn(async move {
+            crate::live::watch_host(rtc, from, sdp, signals, remote_rx, out, timeout).await;
+            let _ = internal.send(Internal::LiveWatchEnded { connection_id });
+        });
     }
 
     // ----- peer connections -----
@@ -1145,6 +1354,23 @@ impl Actor {
             }
             Internal::Finished { info_hash, path } => {
                 self.completed.insert(info_hash, path);
+            }
+            Internal::LiveViewerEnded {
+                peer,
+                connection_id,
+            } => {
+                self.live_routes.remove(&connection_id);
+                if let Some(live) = &mut self.live
+                    && live
+                        .viewers
+                        .get(&peer)
+                        .is_some_and(|(c, _)| *c == connection_id)
+                {
+                    live.viewers.remove(&peer);
+                }
+            }
+            Internal::LiveWatchEnded { connection_id } => {
+                self.live_routes.remove(&connection_id);
             }
             Internal::Seeding {
                 transfer,

@@ -78,6 +78,10 @@ pub enum NodeError {
     /// The loopback media server could not start.
     #[error("cannot start the media server: {0}")]
     MediaServer(std::io::Error),
+    /// Live mode (issue 12): this node does not host the room, or the file cannot be sent
+    /// (not MP4/WebM, no H.264/VP8/VP9/Opus track).
+    #[error("live stream: {0}")]
+    Live(String),
 }
 
 impl NodeError {

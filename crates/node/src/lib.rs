@@ -18,6 +18,7 @@ mod book;
 mod error;
 mod events;
 mod limit;
+mod live;
 mod media;
 mod media_duration;
 mod media_type;
@@ -36,10 +37,12 @@ pub use events::{
     RoomEvent, SharedFile, TransferId, TransferPhase, TransferStatus, TransferSummary,
     UploadProgress,
 };
+pub use live::LiveEvent;
 pub use shoal_protocol::{
     Category, IceServer, IndexedFile, InfoHash, MAX_MEMBER_NAME_BYTES, MemberPlayback, NodeId,
     RoomBody, RoomInfo, text,
 };
+pub use shoal_rtc::MediaCodec;
 pub use shoal_rtc::log::init_stderr as init_logging;
 
 /// The playing time of the media file at `path` in seconds, from its container (MP4 `mvhd`,
@@ -141,12 +144,14 @@ impl Node {
         let request_timeout = config.request_timeout;
         let epoch = std::time::Instant::now();
         let book = book::TransferBook::default();
+        let (live, _) = tokio::sync::broadcast::channel(LIVE_FRAMES);
         tokio::spawn(actor::run(
             config,
             commands_rx,
             events_tx,
             epoch,
             book.clone(),
+            live.clone(),
         ));
         (
             NodeHandle {
@@ -154,6 +159,7 @@ impl Node {
                 request_timeout,
                 epoch,
                 book,
+                live,
             },
             events_rx,
         )
@@ -215,6 +221,15 @@ pub(crate) enum Command {
         limits: TransferLimits,
         reply: oneshot::Sender<()>,
     },
+    GoLive {
+        room: String,
+        path: PathBuf,
+        looping: bool,
+        reply: oneshot::Sender<Result<LiveInfo, NodeError>>,
+    },
+    StopLive {
+        reply: oneshot::Sender<()>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -242,6 +257,21 @@ pub struct NodeHandle {
     epoch: std::time::Instant,
     /// Every download's status, written by the swarm tasks.
     book: book::TransferBook,
+    /// The live streams this node watches ([`NodeHandle::live_frames`]).
+    live: tokio::sync::broadcast::Sender<LiveEvent>,
+}
+
+/// Live frames a front end that reads late may fall behind by before it loses some: about
+/// 10 s of 25 fps video with 50 audio packets a second.
+const LIVE_FRAMES: usize = 768;
+
+/// What a live stream sends ([`NodeHandle::go_live`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveInfo {
+    /// Its tracks' codecs (a video track first when there is one).
+    pub codecs: Vec<MediaCodec>,
+    /// The file's tracks left out, in words (an AAC track: WebRTC carries no AAC).
+    pub skipped: Vec<String>,
 }
 
 impl NodeHandle {
@@ -316,6 +346,44 @@ impl NodeHandle {
         self.book
             .watch(transfer)
             .ok_or(NodeError::UnknownTransfer(transfer.0))
+    }
+
+    /// Goes live in `room`, a room this node hosts (issue 12): streams the video file at
+    /// `path` (MP4 with H.264, WebM with VP8/VP9 and Opus; passed through, not re-encoded)
+    /// over WebRTC media tracks to every member, and to members who join later from the next
+    /// keyframe, paced from one clock anchor; from its start again at its end (`looping`),
+    /// or until its end. Replaces a stream already live.
+    ///
+    /// # Errors
+    /// [`NodeError::Live`] when this node does not host `room` or the file cannot be sent.
+    pub async fn go_live(
+        &self,
+        room: &str,
+        path: PathBuf,
+        looping: bool,
+    ) -> Result<LiveInfo, NodeError> {
+        self.ask(|reply| Command::GoLive {
+            room: room.to_owned(),
+            path,
+            looping,
+            reply,
+        })
+        .await?
+    }
+
+    /// Stops this node's live stream (its viewers' links close).
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`].
+    pub async fn stop_live(&self) -> Result<(), NodeError> {
+        self.ask(|reply| Command::StopLive { reply }).await
+    }
+
+    /// The live streams this node receives as a room member: each frame as it is rebuilt
+    /// (about 75 a second for 25 fps video with Opus). A receiver that falls more than 768
+    /// frames behind loses the oldest (`RecvError::Lagged`).
+    pub fn live_frames(&self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
     }
 
     /// Forgets an ended download (a front end cleared it from its list); a running one

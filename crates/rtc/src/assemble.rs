@@ -81,6 +81,12 @@ impl<D: Depacketizer> Assembler<D> {
         self.packets.entry(extended).or_insert(packet);
     }
 
+    /// Packets held, and the sequence number (extended) the next frame starts at: what a
+    /// track that ends leaves unfinished.
+    pub(crate) fn held(&self) -> (usize, Option<u64>) {
+        (self.packets.len(), self.next)
+    }
+
     /// Whether a frame was given up since the last call (the caller asks for a keyframe).
     pub(crate) fn take_keyframe_needed(&mut self) -> bool {
         std::mem::take(&mut self.keyframe_needed)

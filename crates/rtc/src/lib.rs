@@ -218,6 +218,9 @@ pub enum OutgoingSignal {
     /// One trickled local ICE candidate (RFC 8838). After the last one a candidate with an
     /// empty `candidate` string marks the end of candidates (RFC 8838 §8.2).
     IceCandidate(shoal_protocol::IceCandidateInit),
+    /// This side closed the connection (sent by a live stream's host at its end, so the
+    /// viewer closes at once instead of after the ICE timeouts).
+    Bye,
 }
 
 impl OutgoingSignal {
@@ -227,6 +230,7 @@ impl OutgoingSignal {
             Self::Offer(sdp) => shoal_protocol::Signal::Offer { sdp },
             Self::Answer(sdp) => shoal_protocol::Signal::Answer { sdp },
             Self::IceCandidate(candidate) => shoal_protocol::Signal::IceCandidate { candidate },
+            Self::Bye => shoal_protocol::Signal::Bye,
         }
     }
 }

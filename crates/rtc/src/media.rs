@@ -372,6 +372,21 @@ impl MediaLink {
         }
     }
 
+    /// Waits until the connection is closed (here, or by the remote's `bye`) or failed.
+    pub async fn ended(&self) {
+        let mut state = self.link.shared.connection_state();
+        let mut shutdown = self.link.shared.shutdown.subscribe();
+        tokio::select! {
+            _ = state.wait_for(|s| {
+                matches!(
+                    s,
+                    RTCPeerConnectionState::Closed | RTCPeerConnectionState::Failed
+                )
+            }) => {}
+            _ = shutdown.wait_for(|closed| *closed) => {}
+        }
+    }
+
     /// Closes the connection (idempotent).
     pub async fn close(&self) {
         self.link.close().await;
@@ -520,6 +535,15 @@ impl Builder {
         }
     }
 
+    fn held(&self) -> (usize, Option<u64>) {
+        match self {
+            Self::H264(a) => a.held(),
+            Self::Vp8(a) => a.held(),
+            Self::Vp9(a) => a.held(),
+            Self::Opus(a) => a.held(),
+        }
+    }
+
     fn take_keyframe_needed(&mut self) -> bool {
         match self {
             Self::H264(a) => a.take_keyframe_needed(),
@@ -577,10 +601,17 @@ impl TrackReceiver {
             {
                 debug!(%error, "keyframe request");
             }
-            match self.track.poll().await? {
-                TrackRemoteEvent::OnRtpPacket(packet) => self.builder.push(packet),
-                TrackRemoteEvent::OnEnded => return None,
-                _ => {}
+            let event = self.track.poll().await;
+            match event {
+                Some(TrackRemoteEvent::OnRtpPacket(packet)) => self.builder.push(packet),
+                Some(TrackRemoteEvent::OnEnded) | None => {
+                    let (held, next) = self.builder.held();
+                    if held > 0 {
+                        debug!(held, ?next, codec = ?self.codec, "track ended with packets of unfinished frames");
+                    }
+                    return None;
+                }
+                Some(_) => {}
             }
         }
     }

@@ -1,0 +1,336 @@
+//! Live mode in rooms (issue 12): the host of a room streams a video file over media tracks
+//! ([`shoal_rtc::MediaLink`]) to every member, paced from one clock anchor
+//! ([`shoal_media::sender`]); a member's node receives the frames and hands them to its front
+//! end ([`crate::NodeHandle::live_frames`]).
+//!
+//! - One *pacer* task per stream reads the file and broadcasts each sample at its slot.
+//! - One *viewer* task per member offers a media link to it, waits for the connection, and
+//!   sends what the pacer broadcasts. A viewer that falls behind the broadcast's buffer (512
+//!   samples, about 7 s of 25 fps video with 50 audio packets a second) skips video until the
+//!   next keyframe, and keeps audio.
+//! - A member's node accepts a media offer only from the host of a room it is in; the offer
+//!   is told apart from a data link's by its SDP (media sections, no data channel).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use shoal_media::{Codec, MediaFile, RtpClock, Schedule, TokioClock};
+use shoal_protocol::{NodeId, Signal};
+use shoal_rtc::{MediaCodec, MediaLink, OutgoingSignal, RtcConfig};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, warn};
+
+use crate::NodeError;
+
+/// How long a finished stream's links stay open for the last packets (and their NACKs).
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Samples a stream's broadcast holds for viewers that lag.
+const BROADCAST_SAMPLES: usize = 512;
+
+/// One sample on its way to every viewer.
+#[derive(Debug, Clone)]
+pub(crate) enum LiveItem {
+    /// A sample of track `track` (the order of the stream's codecs).
+    Sample {
+        track: usize,
+        rtp_timestamp: u32,
+        keyframe: bool,
+        data: Bytes,
+    },
+    /// The file ended (a stream that does not loop).
+    End,
+}
+
+/// What a member's node receives of a live stream ([`crate::NodeHandle::live_frames`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveEvent {
+    /// The host's stream connected: its tracks' codecs follow as frames arrive.
+    Started {
+        /// The host.
+        from: NodeId,
+    },
+    /// One frame: an H.264 access unit (Annex-B), a VP8 or VP9 frame, an Opus packet.
+    Frame {
+        /// The host.
+        from: NodeId,
+        /// Its track's codec.
+        codec: MediaCodec,
+        /// Its RTP timestamp (90 kHz video, 48 kHz Opus).
+        rtp_timestamp: u32,
+        /// The bytes.
+        data: Bytes,
+        /// Packets given up on before it (lost for good).
+        dropped_packets: u16,
+    },
+    /// The stream ended (the host stopped, or the connection is gone).
+    Ended {
+        /// The host.
+        from: NodeId,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// What a stream sends, from a file: its codecs and schedule.
+pub(crate) struct Source {
+    pub(crate) file: MediaFile,
+    pub(crate) codecs: Vec<MediaCodec>,
+    pub(crate) schedule: Schedule,
+    /// Tracks left out, in words.
+    pub(crate) skipped: Vec<String>,
+}
+
+/// Opens `path` for a live stream.
+///
+/// # Errors
+/// [`NodeError::Live`] for a file live mode cannot send.
+pub(crate) fn open(path: &std::path::Path) -> Result<Source, NodeError> {
+    let file = MediaFile::open(path).map_err(|e| NodeError::Live(e.to_string()))?;
+    let codecs = file
+        .tracks()
+        .iter()
+        .filter_map(|t| match t.codec {
+            Codec::H264 => t.avc.as_ref().map(|avc| MediaCodec::H264 {
+                profile_level_id: avc.profile_level_id_hex(),
+            }),
+            Codec::Vp8 => Some(MediaCodec::Vp8),
+            Codec::Vp9 => Some(MediaCodec::Vp9),
+            Codec::Opus => Some(MediaCodec::Opus),
+            Codec::Aac => None,
+        })
+        .collect::<Vec<_>>();
+    if codecs.len() != file.tracks().len() {
+        return Err(NodeError::Live("an H.264 track without its avcC".into()));
+    }
+    let clocks = file
+        .tracks()
+        .iter()
+        .map(|t| RtpClock {
+            rate: t.codec.rtp_clock_rate(),
+            base: rand::random(),
+        })
+        .collect();
+    let schedule = Schedule::new(file.start(), file.length(), clocks);
+    let skipped = file.skipped().to_vec();
+    Ok(Source {
+        file,
+        codecs,
+        schedule,
+        skipped,
+    })
+}
+
+/// A broadcast for a stream's samples.
+pub(crate) fn broadcast() -> broadcast::Sender<LiveItem> {
+    broadcast::channel(BROADCAST_SAMPLES).0
+}
+
+/// How long going live waits for the members present to connect before the stream starts.
+const START_WAIT: Duration = Duration::from_secs(5);
+
+/// Reads and broadcasts `source`'s samples at their slots, lap after lap when `looping`;
+/// ends with [`LiveItem::End`] after the last sample of a stream that does not loop. Starts
+/// once every viewer in `ready` connected (at most [`START_WAIT`]), so those present when the
+/// host goes live see it from its first frame.
+pub(crate) async fn pace(
+    source: Source,
+    looping: bool,
+    frames: broadcast::Sender<LiveItem>,
+    ready: Vec<tokio::sync::oneshot::Receiver<()>>,
+) {
+    let waiting = ready.len();
+    let started = tokio::time::Instant::now();
+    let _ = tokio::time::timeout(START_WAIT, futures_util::future::join_all(ready)).await;
+    info!(
+        viewers = waiting,
+        waited_ms = started.elapsed().as_millis() as u64,
+        "live stream starts"
+    );
+    let clock = TokioClock {
+        anchor: tokio::time::Instant::now(),
+    };
+    let paced = shoal_media::Paced::new(source.file, source.schedule, looping);
+    let sent = shoal_media::sender::run(paced, &clock, |slot, sample| {
+        // No receiver yet (nobody watching) is no reason to stop.
+        let _ = frames.send(LiveItem::Sample {
+            track: sample.track,
+            rtp_timestamp: slot.rtp_timestamp,
+            keyframe: sample.keyframe,
+            data: Bytes::from(sample.data),
+        });
+        std::future::ready(true)
+    })
+    .await;
+    match sent {
+        Ok(samples) => info!(samples, "live stream ended"),
+        Err(error) => warn!(%error, "live stream stopped"),
+    }
+    let _ = frames.send(LiveItem::End);
+}
+
+/// Host side, one viewer: offers a media link carrying `codecs`, and once connected sends what
+/// `frames` broadcasts from then on (the live edge: what was broadcast while it connected
+/// would arrive as one burst, more than a receiver's queue holds), starting at a keyframe,
+/// and says `ready`. Ends when the stream ends (with a `bye`), the viewer's connection fails,
+/// or `remote` closes (the viewer left).
+pub(crate) async fn serve_viewer(
+    rtc: RtcConfig,
+    codecs: Vec<MediaCodec>,
+    signals: mpsc::Sender<OutgoingSignal>,
+    mut remote: mpsc::Receiver<Signal>,
+    frames: broadcast::Receiver<LiveItem>,
+    timeout: Duration,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> Result<u64, String> {
+    let bye = signals.clone();
+    let link = Arc::new(
+        MediaLink::offer(&rtc, &codecs, signals)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let relay = {
+        let link = link.clone();
+        tokio::spawn(async move {
+            while let Some(signal) = remote.recv().await {
+                if let Err(error) = link.apply_remote(signal).await {
+                    debug!(%error, "live signal from the viewer");
+                }
+            }
+        })
+    };
+    let result = async {
+        link.connected(timeout).await.map_err(|e| e.to_string())?;
+        let mut senders = link.senders().await.map_err(|e| e.to_string())?;
+        let mut frames = frames.resubscribe();
+        let _ = ready.send(());
+        // A viewer starts, and starts again after lagging, at a keyframe.
+        let mut awaiting_keyframe = true;
+        let mut sent = 0u64;
+        loop {
+            match frames.recv().await {
+                Ok(LiveItem::Sample {
+                    track,
+                    rtp_timestamp,
+                    keyframe,
+                    data,
+                }) => {
+                    let Some(sender) = senders.get_mut(track) else {
+                        continue;
+                    };
+                    if sender.codec().is_video() {
+                        if awaiting_keyframe && !keyframe {
+                            continue;
+                        }
+                        awaiting_keyframe = false;
+                    }
+                    sender
+                        .send_frame(&data, rtp_timestamp)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    sent += 1;
+                }
+                Ok(LiveItem::End) | Err(broadcast::error::RecvError::Closed) => {
+                    // The last packets reach the viewer (and their NACKs come back) before
+                    // the connection closes.
+                    tokio::time::sleep(LINGER).await;
+                    let _ = bye.send(OutgoingSignal::Bye).await;
+                    return Ok(sent);
+                }
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    warn!(
+                        skipped,
+                        "a viewer fell behind the live stream; video resumes at the next keyframe"
+                    );
+                    awaiting_keyframe = true;
+                }
+            }
+        }
+    }
+    .await;
+    relay.abort();
+    link.close().await;
+    result
+}
+
+/// Whether an offer's SDP is a live stream's (media sections, no data channel).
+pub(crate) fn is_media_offer(sdp: &str) -> bool {
+    let has = |kind: &str| sdp.lines().any(|l| l.starts_with(kind));
+    (has("m=video ") || has("m=audio ")) && !has("m=application ")
+}
+
+/// Member side: answers the host's media offer and forwards every frame of every track to
+/// `out` until the connection ends.
+pub(crate) async fn watch_host(
+    rtc: RtcConfig,
+    from: NodeId,
+    sdp: String,
+    signals: mpsc::Sender<OutgoingSignal>,
+    mut remote: mpsc::Receiver<Signal>,
+    out: broadcast::Sender<LiveEvent>,
+    timeout: Duration,
+) {
+    let link = match MediaLink::answer(&rtc, &sdp, signals).await {
+        Ok(link) => Arc::new(link),
+        Err(error) => {
+            let _ = out.send(LiveEvent::Ended {
+                from,
+                reason: error.to_string(),
+            });
+            return;
+        }
+    };
+    let relay = {
+        let link = link.clone();
+        tokio::spawn(async move {
+            while let Some(signal) = remote.recv().await {
+                if let Err(error) = link.apply_remote(signal).await {
+                    debug!(%error, "live signal from the host");
+                }
+            }
+        })
+    };
+    if let Err(error) = link.connected(timeout).await {
+        let _ = out.send(LiveEvent::Ended {
+            from,
+            reason: error.to_string(),
+        });
+        relay.abort();
+        link.close().await;
+        return;
+    }
+    let _ = out.send(LiveEvent::Started { from });
+    // Tracks show up with their first packet; each is read until it ends.
+    let taker = {
+        let link = link.clone();
+        let out = out.clone();
+        tokio::spawn(async move {
+            let mut readers = tokio::task::JoinSet::new();
+            while let Some(mut track) = link.next_track().await {
+                let out = out.clone();
+                readers.spawn(async move {
+                    let codec = track.codec().clone();
+                    while let Some(frame) = track.next_frame().await {
+                        let _ = out.send(LiveEvent::Frame {
+                            from,
+                            codec: codec.clone(),
+                            rtp_timestamp: frame.rtp_timestamp,
+                            data: frame.data,
+                            dropped_packets: frame.dropped_packets,
+                        });
+                    }
+                });
+            }
+            readers.join_all().await;
+        })
+    };
+    link.ended().await;
+    taker.abort();
+    relay.abort();
+    link.close().await;
+    let _ = out.send(LiveEvent::Ended {
+        from,
+        reason: "the stream ended".into(),
+    });
+}
