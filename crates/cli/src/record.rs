@@ -18,8 +18,9 @@ enum Writer {
         file: std::fs::File,
         frames: u32,
         first: Option<u32>,
-        /// The last timestamp, unwrapped past 2^32 (90 kHz).
-        last: u64,
+        /// The last timestamp since the first, unwrapped past 2^32 (90 kHz; negative for a
+        /// frame stamped before the first).
+        last: i64,
         fourcc: [u8; 4],
         size: Option<(u16, u16)>,
     },
@@ -70,14 +71,14 @@ impl Writer {
             } => {
                 let first = *first.get_or_insert(rtp_timestamp);
                 // Unwrapped: the distance from the last, taken as signed.
-                let previous = (*last as u32).wrapping_add(first);
+                let previous = first.wrapping_add(*last as u32);
                 let step = i64::from(rtp_timestamp.wrapping_sub(previous) as i32);
-                *last = (*last as i64 + step).max(0) as u64;
+                *last += step;
                 if size.is_none() {
                     *size = vp8_size(data);
                 }
                 file.write_all(&(data.len() as u32).to_le_bytes())?;
-                file.write_all(&last.to_le_bytes())?;
+                file.write_all(&(*last).max(0).to_le_bytes())?;
                 file.write_all(data)?;
                 *frames += 1;
             }
@@ -104,7 +105,7 @@ impl Writer {
                 file.seek(SeekFrom::Start(0))?;
                 file.write_all(&ivf_header(fourcc, size.unwrap_or((0, 0)), frames))?;
                 file.sync_all()?;
-                Ok((frames, last as f64 / 90_000.0))
+                Ok((frames, last.max(0) as f64 / 90_000.0))
             }
             Self::AnnexB { mut file, frames } => {
                 file.flush()?;
@@ -127,6 +128,24 @@ fn ivf_header(fourcc: [u8; 4], (width, height): (u16, u16), frames: u32) -> [u8;
     h[20..24].copy_from_slice(&1u32.to_le_bytes());
     h[24..28].copy_from_slice(&frames.to_le_bytes());
     h
+}
+
+/// Whether a frame decodes on its own: a VP8 key frame (RFC 6386 §9.1), a VP9 key frame
+/// (its uncompressed header), an H.264 access unit with an IDR slice or parameter sets.
+fn is_keyframe(codec: &MediaCodec, data: &[u8]) -> bool {
+    match codec {
+        MediaCodec::Vp8 => data.first().is_some_and(|b| b & 1 == 0),
+        // frame_marker (2 bits), profile (2), show_existing_frame, frame_type: 0 is a key
+        // frame (VP9 bitstream §6.2; profiles 0-2).
+        MediaCodec::Vp9 => data
+            .first()
+            .is_some_and(|b| b & 0b1100_0000 == 0b1000_0000 && b & 0b0000_1100 == 0),
+        MediaCodec::H264 { .. } => data
+            .windows(4)
+            .filter(|w| w[..3] == [0, 0, 1])
+            .any(|w| matches!(w[3] & 0x1f, 5 | 7)),
+        MediaCodec::Opus => true,
+    }
 }
 
 /// A VP8 key frame's picture size (RFC 6386 §9.1: the start code 9d 01 2a, then 14-bit width
@@ -169,6 +188,10 @@ pub async fn record(
                         continue;
                     }
                     if writer.is_none() {
+                        // A recording starts at a keyframe: before it, nothing decodes.
+                        if !is_keyframe(&codec, &data) {
+                            continue;
+                        }
                         eprintln!("recording {codec:?} video to {}", path.display());
                         writer = Some(Writer::create(&path, &codec)?);
                     }

@@ -173,7 +173,9 @@ pub async fn host(
         tokio::select! {
             line = stdin.next_line(), if stdin_open => match line {
                 Ok(Some(line)) if line.trim() == "live" => {
-                    go_live(node, &info.code, &path, false).await?;
+                    if let Err(e) = go_live(node, &info.code, &path, false).await {
+                        eprintln!("cannot go live: {e:#}");
+                    }
                 }
                 Ok(Some(line)) => {
                     let now = node.clock_ms();

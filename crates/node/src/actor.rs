@@ -196,26 +196,34 @@ struct Actor {
     live: Option<LiveHost>,
     /// Signals of live media links, by connection (they trickle for the link's life).
     live_routes: HashMap<ConnectionId, mpsc::Sender<Signal>>,
+    /// The live streams this node watches, by host: one link each, at most
+    /// [`MAX_LIVE_WATCHES`].
+    live_watches: HashMap<NodeId, (ConnectionId, tokio::task::JoinHandle<()>)>,
     /// Where this node's front ends hear the live streams it watches.
     live_out: tokio::sync::broadcast::Sender<crate::live::LiveEvent>,
 }
+
+/// Live streams a node watches at once (each a peer connection with its sockets).
+const MAX_LIVE_WATCHES: usize = 2;
 
 /// A live stream this node hosts in a room.
 struct LiveHost {
     room: String,
     codecs: Vec<shoal_rtc::MediaCodec>,
     frames: tokio::sync::broadcast::Sender<crate::live::LiveItem>,
+    /// True once the file ended or the stream was stopped: no new links; viewers finish
+    /// with a `bye`.
+    over: tokio::sync::watch::Sender<bool>,
     pacer: tokio::task::JoinHandle<()>,
-    /// Each viewer's link task.
+    /// Each viewer's link task (it ends by itself once `over`, and reports
+    /// `LiveViewerEnded`).
     viewers: HashMap<NodeId, (ConnectionId, tokio::task::JoinHandle<()>)>,
 }
 
 impl Drop for LiveHost {
     fn drop(&mut self) {
         self.pacer.abort();
-        for (_, task) in self.viewers.values() {
-            task.abort();
-        }
+        self.over.send_replace(true);
     }
 }
 
@@ -270,6 +278,7 @@ pub(crate) async fn run(
         room_members: HashMap::new(),
         live: None,
         live_routes: HashMap::new(),
+        live_watches: HashMap::new(),
         live_out,
     };
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
@@ -406,10 +415,7 @@ impl Actor {
                 if let ClientToServer::LeaveRoom { room } = &message {
                     self.rooms.remove(room);
                     self.rejoin_later.remove(room);
-                    self.room_members.remove(room);
-                    if self.live.as_ref().is_some_and(|l| l.room == *room) {
-                        self.live = None;
-                    }
+                    self.forget_room_live(room);
                 }
                 let result = if self.node_id.is_none() {
                     Err(NodeError::NotConnected {
@@ -824,6 +830,7 @@ impl Actor {
             }
             ServerToClient::RoomClosed { room, reason } => {
                 self.rooms.remove(&room);
+                self.forget_room_live(&room);
                 self.emit(NodeEvent::Room(RoomEvent::Closed { room, reason }))
                     .await;
             }
@@ -1035,16 +1042,20 @@ impl Actor {
         let frames = crate::live::broadcast();
         let codecs = source.codecs.clone();
         info!(%room, codecs = ?codecs, "live");
+        // A stream already live ends first (its viewers get a bye).
+        self.live = None;
+        let over = tokio::sync::watch::Sender::new(false);
         self.live = Some(LiveHost {
             room,
             codecs,
             frames: frames.clone(),
+            over: over.clone(),
             pacer: tokio::spawn(async {}),
             viewers: HashMap::new(),
         });
         // The stream starts once the members present are connected.
         let ready = self.live_to_members();
-        let pacer = tokio::spawn(crate::live::pace(source, looping, frames, ready));
+        let pacer = tokio::spawn(crate::live::pace(source, looping, frames, ready, over));
         if let Some(live) = &mut self.live {
             live.pacer = pacer;
         }
@@ -1059,6 +1070,9 @@ impl Actor {
         let Some(live) = &self.live else {
             return ready;
         };
+        if *live.over.borrow() {
+            return ready;
+        }
         let members: Vec<NodeId> = self
             .room_members
             .get(&live.room)
@@ -1095,14 +1109,17 @@ impl Actor {
             };
             let codecs = live.codecs.clone();
             let frames = live.frames.subscribe();
+            let over = live.over.subscribe();
             let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
             ready.push(ready_rx);
             let task = tokio::spawn(async move {
-                match crate::live::serve_viewer(
-                    rtc, codecs, signals, remote_rx, frames, timeout, ready_tx,
-                )
-                .await
-                {
+                let setup = crate::live::LinkSetup {
+                    rtc,
+                    signals,
+                    remote: remote_rx,
+                    timeout,
+                };
+                match crate::live::serve_viewer(setup, codecs, frames, over, ready_tx).await {
                     Ok(sent) => info!(peer = %peer.short(), sent, "live viewer done"),
                     Err(reason) => warn!(peer = %peer.short(), %reason, "live viewer lost"),
                 }
@@ -1126,6 +1143,15 @@ impl Actor {
             debug!(peer = %from.short(), "media offer from a node that hosts none of our rooms; ignored");
             return;
         }
+        // One stream per host: a new offer (the host went live again) replaces the old link.
+        if let Some((old, task)) = self.live_watches.remove(&from) {
+            task.abort();
+            self.live_routes.remove(&old);
+        }
+        if self.live_watches.len() >= MAX_LIVE_WATCHES {
+            debug!(peer = %from.short(), "watching too many live streams; offer ignored");
+            return;
+        }
         let (remote_tx, remote_rx) = mpsc::channel(64);
         self.live_routes.insert(connection_id, remote_tx);
         let signals = self.signal_forwarder(from, connection_id);
@@ -1133,10 +1159,26 @@ impl Actor {
         let timeout = self.config.connect_timeout;
         let internal = self.internal_tx.clone();
         let out = self.live_out.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             crate::live::watch_host(rtc, from, sdp, signals, remote_rx, out, timeout).await;
             let _ = internal.send(Internal::LiveWatchEnded { connection_id });
         });
+        self.live_watches.insert(from, (connection_id, task));
+    }
+
+    /// A room this node left or that closed: its stream stops if this node hosts it, and the
+    /// streams of its host are no longer watched.
+    fn forget_room_live(&mut self, room: &str) {
+        let host = self.room_members.remove(room).and_then(|(host, _)| host);
+        if self.live.as_ref().is_some_and(|l| l.room == room) {
+            self.live = None;
+        }
+        if let Some(host) = host
+            && let Some((connection_id, task)) = self.live_watches.remove(&host)
+        {
+            task.abort();
+            self.live_routes.remove(&connection_id);
+        }
     }
 
     // ----- peer connections -----
@@ -1371,6 +1413,7 @@ impl Actor {
             }
             Internal::LiveWatchEnded { connection_id } => {
                 self.live_routes.remove(&connection_id);
+                self.live_watches.retain(|_, (c, _)| *c != connection_id);
             }
             Internal::Seeding {
                 transfer,
@@ -1705,6 +1748,11 @@ impl Actor {
     }
 
     async fn shutdown(&mut self) {
+        self.live = None;
+        for (_, (_, task)) in self.live_watches.drain() {
+            task.abort();
+        }
+        self.live_routes.clear();
         for d in self.downloads.values() {
             let _ = d.swarm.send(SwarmCommand::Stop);
         }

@@ -139,6 +139,7 @@ pub(crate) async fn pace(
     looping: bool,
     frames: broadcast::Sender<LiveItem>,
     ready: Vec<tokio::sync::oneshot::Receiver<()>>,
+    over: tokio::sync::watch::Sender<bool>,
 ) {
     let waiting = ready.len();
     let started = tokio::time::Instant::now();
@@ -168,6 +169,7 @@ pub(crate) async fn pace(
         Err(error) => warn!(%error, "live stream stopped"),
     }
     let _ = frames.send(LiveItem::End);
+    over.send_replace(true);
 }
 
 /// Host side, one viewer: offers a media link carrying `codecs`, and once connected sends what
@@ -176,14 +178,18 @@ pub(crate) async fn pace(
 /// and says `ready`. Ends when the stream ends (with a `bye`), the viewer's connection fails,
 /// or `remote` closes (the viewer left).
 pub(crate) async fn serve_viewer(
-    rtc: RtcConfig,
+    setup: LinkSetup,
     codecs: Vec<MediaCodec>,
-    signals: mpsc::Sender<OutgoingSignal>,
-    mut remote: mpsc::Receiver<Signal>,
     frames: broadcast::Receiver<LiveItem>,
-    timeout: Duration,
+    mut over: tokio::sync::watch::Receiver<bool>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) -> Result<u64, String> {
+    let LinkSetup {
+        rtc,
+        signals,
+        mut remote,
+        timeout,
+    } = setup;
     let bye = signals.clone();
     let link = Arc::new(
         MediaLink::offer(&rtc, &codecs, signals)
@@ -205,11 +211,30 @@ pub(crate) async fn serve_viewer(
         let mut senders = link.senders().await.map_err(|e| e.to_string())?;
         let mut frames = frames.resubscribe();
         let _ = ready.send(());
+        let mut ending = false;
         // A viewer starts, and starts again after lagging, at a keyframe.
         let mut awaiting_keyframe = true;
         let mut sent = 0u64;
         loop {
-            match frames.recv().await {
+            // Once the stream is over, what is left in the buffer goes, then the end.
+            let item = if ending {
+                match frames.try_recv() {
+                    Ok(item) => Ok(item),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        Err(broadcast::error::RecvError::Lagged(n))
+                    }
+                    Err(_) => Ok(LiveItem::End),
+                }
+            } else {
+                tokio::select! {
+                    item = frames.recv() => item,
+                    _ = over.wait_for(|o| *o) => {
+                        ending = true;
+                        continue;
+                    }
+                }
+            };
+            match item {
                 Ok(LiveItem::Sample {
                     track,
                     rtp_timestamp,
@@ -249,9 +274,21 @@ pub(crate) async fn serve_viewer(
         }
     }
     .await;
+    if result.is_err() {
+        let _ = bye.send(OutgoingSignal::Bye).await;
+    }
     relay.abort();
     link.close().await;
     result
+}
+
+/// What a media link needs from the node: its WebRTC settings, the way to the remote
+/// (signals out, the remote's signals in) and how long connecting may take.
+pub(crate) struct LinkSetup {
+    pub(crate) rtc: RtcConfig,
+    pub(crate) signals: mpsc::Sender<OutgoingSignal>,
+    pub(crate) remote: mpsc::Receiver<Signal>,
+    pub(crate) timeout: Duration,
 }
 
 /// Whether an offer's SDP is a live stream's (media sections, no data channel).

@@ -11,6 +11,10 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
+
+/// Most packets held (about 5 MB of payload): a sender that never ends a frame (no marker
+/// bit) or never starts one costs this much and no more.
+const MAX_HELD_PACKETS: usize = 4096;
 use rtc::rtp::packet::Packet;
 use rtc::rtp::packetizer::Depacketizer;
 
@@ -79,6 +83,17 @@ impl<D: Depacketizer> Assembler<D> {
         }
         self.highest = Some(self.highest.map_or(extended, |h| h.max(extended)));
         self.packets.entry(extended).or_insert(packet);
+        // Bounded: before the first frame start only the newest `max_late` packets can
+        // matter; after it, a frame that never completes is given up past the cap.
+        match self.next {
+            None => {
+                while self.packets.len() > self.max_late as usize {
+                    self.packets.pop_first();
+                }
+            }
+            Some(next) if self.packets.len() > MAX_HELD_PACKETS => self.give_up(next, next),
+            Some(_) => {}
+        }
     }
 
     /// Packets held, and the sequence number (extended) the next frame starts at: what a
@@ -109,7 +124,11 @@ impl<D: Depacketizer> Assembler<D> {
                 }
             };
             match self.complete_from(start) {
-                Run::Complete(end) => return self.emit(start, end),
+                Run::Complete(end) => match self.emit(start, end) {
+                    Some(frame) => return Some(frame),
+                    // A frame that did not depacketise: on to the next.
+                    None => continue,
+                },
                 Run::Waiting(missing) => {
                     let highest = self.highest.unwrap_or(missing);
                     if highest < missing + self.max_late {
@@ -151,7 +170,8 @@ impl<D: Depacketizer> Assembler<D> {
         }
     }
 
-    /// Depacketises packets `start..=end` into a frame.
+    /// Depacketises packets `start..=end` into a frame; `None` when it does not depacketise
+    /// (counted as dropped).
     fn emit(&mut self, start: u64, end: u64) -> Option<Assembled> {
         let mut data = BytesMut::new();
         let mut timestamp = 0;
@@ -169,10 +189,11 @@ impl<D: Depacketizer> Assembler<D> {
         self.next = Some(end + 1);
         let dropped = std::mem::take(&mut self.dropped);
         if broken || data.is_empty() {
-            self.dropped = dropped.saturating_add((end + 1 - start) as u16);
+            let packets = u16::try_from(end + 1 - start).unwrap_or(u16::MAX);
+            self.dropped = dropped.saturating_add(packets);
             self.depacketizer = (self.new_depacketizer)();
             self.keyframe_needed |= self.video;
-            return self.pop();
+            return None;
         }
         Some(Assembled {
             data: data.freeze(),
@@ -319,6 +340,66 @@ mod tests {
         );
         assert!(a.take_keyframe_needed());
         assert!(!a.take_keyframe_needed());
+    }
+
+    #[test]
+    fn a_sender_that_never_ends_or_starts_a_frame_costs_bounded_memory() {
+        // Marker-less packets of one timestamp: the frame never completes.
+        let mut a = assembler();
+        for seq in 0..20_000u32 {
+            a.push(Packet {
+                header: rtc::rtp::header::Header {
+                    sequence_number: seq as u16,
+                    timestamp: 1,
+                    ..Default::default()
+                },
+                payload: Bytes::from_static(&[0x10, 0, 0, 0]),
+            });
+            assert!(a.pop().is_none());
+            assert!(a.held().0 <= MAX_HELD_PACKETS);
+        }
+        // No frame start at all (VP8's S bit clear): only the newest few are kept.
+        let mut a = assembler();
+        for seq in 0..20_000u32 {
+            a.push(Packet {
+                header: rtc::rtp::header::Header {
+                    sequence_number: seq as u16,
+                    marker: true,
+                    ..Default::default()
+                },
+                payload: Bytes::from_static(&[0x00, 0, 0, 0]),
+            });
+            assert!(a.pop().is_none());
+            assert!(a.held().0 <= 16);
+        }
+    }
+
+    #[test]
+    fn many_frames_that_do_not_depacketise_end_in_a_loop_not_a_deep_recursion() {
+        // Thousands of one-packet "frames" whose payloads VP8 refuses (under 4 bytes... with
+        // a start bit), then one good frame: no stack overflow, the good frame comes out.
+        let mut a = Assembler::new(vp8::Vp8Packet::default, true, 20_000);
+        for seq in 1..=3000u16 {
+            a.push(Packet {
+                header: rtc::rtp::header::Header {
+                    sequence_number: seq,
+                    marker: true,
+                    timestamp: u32::from(seq),
+                    ..Default::default()
+                },
+                payload: Bytes::from_static(&[0x10]),
+            });
+        }
+        let (datas, mut good) = packets(1, 3001);
+        for p in &mut good {
+            p.header.timestamp = 999_999;
+        }
+        for p in good {
+            a.push(p);
+        }
+        let frame = a.pop().expect("the good frame");
+        assert_eq!(frame.data, datas[0]);
+        assert!(frame.dropped_packets >= 3000);
     }
 
     #[test]
