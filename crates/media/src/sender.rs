@@ -72,6 +72,12 @@ impl<S: SampleSource> Paced<S> {
         let sample = match self.source.next_sample()? {
             Some(sample) => sample,
             None if self.looping => {
+                // A lap of no length would send the file again and again at once.
+                if self.schedule.lap().is_zero() {
+                    return Err(MediaError::Unsupported(
+                        "the file plays for no time, so it cannot loop".into(),
+                    ));
+                }
                 self.source.rewind()?;
                 self.lap += 1;
                 self.source
@@ -286,6 +292,32 @@ mod tests {
         assert!(stamps[1].windows(2).all(|p| p[1].wrapping_sub(p[0]) == 960));
         // The last send of lap 2 is where the timebase puts it: 20 min less 20 ms.
         assert_eq!(clock.now(), Duration::from_millis(1_199_980));
+    }
+
+    #[test]
+    fn a_file_of_no_length_does_not_loop() {
+        let one_frame = Synthetic {
+            samples: vec![sample(0, 0, true)],
+            next: 0,
+        };
+        let schedule = Schedule::new(
+            TrackTime::new(0, 1000),
+            TrackTime::new(0, 1000),
+            vec![RtpClock {
+                rate: 90_000,
+                base: 0,
+            }],
+        );
+        let clock = SimClock::default();
+        let result = finish(run(
+            Paced::new(one_frame, schedule, true),
+            &clock,
+            |_, _| std::future::ready(true),
+        ));
+        assert!(
+            matches!(&result, Err(MediaError::Unsupported(why)) if why.contains("cannot loop")),
+            "{result:?}"
+        );
     }
 
     #[test]
