@@ -29,10 +29,13 @@ pub(crate) struct Assembled {
     pub(crate) dropped_packets: u16,
 }
 
+/// A codec's depacketiser (H.264, VP8, VP9, Opus), boxed so one assembler serves them all.
+pub(crate) type BoxedDepacketizer = Box<dyn Depacketizer + Send + Sync>;
+
 /// Frames from one track's packets.
-pub(crate) struct Assembler<D> {
-    depacketizer: D,
-    new_depacketizer: fn() -> D,
+pub(crate) struct Assembler {
+    depacketizer: BoxedDepacketizer,
+    new_depacketizer: fn() -> BoxedDepacketizer,
     /// Video (frames end at the marker bit) or audio (a frame per packet).
     video: bool,
     max_late: u64,
@@ -47,9 +50,13 @@ pub(crate) struct Assembler<D> {
     keyframe_needed: bool,
 }
 
-impl<D: Depacketizer> Assembler<D> {
+impl Assembler {
     /// An assembler waiting `max_late` packets past a missing one.
-    pub(crate) fn new(new_depacketizer: fn() -> D, video: bool, max_late: u16) -> Self {
+    pub(crate) fn new(
+        new_depacketizer: fn() -> BoxedDepacketizer,
+        video: bool,
+        max_late: u16,
+    ) -> Self {
         Self {
             depacketizer: new_depacketizer(),
             new_depacketizer,
@@ -276,8 +283,12 @@ mod tests {
         (datas, out)
     }
 
-    fn assembler() -> Assembler<vp8::Vp8Packet> {
-        Assembler::new(vp8::Vp8Packet::default, true, 16)
+    fn vp8() -> BoxedDepacketizer {
+        Box::<vp8::Vp8Packet>::default()
+    }
+
+    fn assembler() -> Assembler {
+        Assembler::new(vp8, true, 16)
     }
 
     #[test]
@@ -378,7 +389,7 @@ mod tests {
     fn many_frames_that_do_not_depacketise_end_in_a_loop_not_a_deep_recursion() {
         // Thousands of one-packet "frames" whose payloads VP8 refuses (under 4 bytes... with
         // a start bit), then one good frame: no stack overflow, the good frame comes out.
-        let mut a = Assembler::new(vp8::Vp8Packet::default, true, 20_000);
+        let mut a = Assembler::new(vp8, true, 20_000);
         for seq in 1..=3000u16 {
             a.push(Packet {
                 header: rtc::rtp::header::Header {
@@ -404,7 +415,7 @@ mod tests {
 
     #[test]
     fn opus_packets_are_frames_and_duplicates_are_dropped() {
-        let mut a = Assembler::new(|| opus::OpusPacket, false, 4);
+        let mut a = Assembler::new(|| Box::new(opus::OpusPacket), false, 4);
         for (i, seq) in [10u16, 11, 11, 12].into_iter().enumerate() {
             a.push(Packet {
                 header: rtc::rtp::header::Header {

@@ -40,7 +40,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::RTCPeerConnectionState;
 use webrtc::rtp_transceiver::RtpSender;
 
-use crate::assemble::{Assembled, Assembler};
+use crate::assemble::{Assembler, BoxedDepacketizer};
 use crate::link::{PeerLink, Role};
 use crate::{OutgoingSignal, RtcConfig, RtcError};
 
@@ -484,81 +484,22 @@ pub struct ReceivedFrame {
     pub dropped_packets: u16,
 }
 
-/// One track's assembler, by codec.
-enum Builder {
-    H264(Assembler<h264::H264Packet>),
-    Vp8(Assembler<vp8::Vp8Packet>),
-    Vp9(Assembler<vp9::Vp9Packet>),
-    Opus(Assembler<opus::OpusPacket>),
-}
-
-impl Builder {
-    fn new(codec: &MediaCodec) -> Self {
-        match codec {
-            // Annex-B out (the default: `is_avc` false).
-            MediaCodec::H264 { .. } => Self::H264(Assembler::new(
-                h264::H264Packet::default,
-                true,
-                MAX_LATE_PACKETS,
-            )),
-            MediaCodec::Vp8 => Self::Vp8(Assembler::new(
-                vp8::Vp8Packet::default,
-                true,
-                MAX_LATE_PACKETS,
-            )),
-            MediaCodec::Vp9 => Self::Vp9(Assembler::new(
-                vp9::Vp9Packet::default,
-                true,
-                MAX_LATE_PACKETS,
-            )),
-            MediaCodec::Opus => {
-                Self::Opus(Assembler::new(|| opus::OpusPacket, false, MAX_LATE_PACKETS))
-            }
-        }
-    }
-
-    fn push(&mut self, packet: rtc::rtp::packet::Packet) {
-        match self {
-            Self::H264(a) => a.push(packet),
-            Self::Vp8(a) => a.push(packet),
-            Self::Vp9(a) => a.push(packet),
-            Self::Opus(a) => a.push(packet),
-        }
-    }
-
-    fn pop(&mut self) -> Option<Assembled> {
-        match self {
-            Self::H264(a) => a.pop(),
-            Self::Vp8(a) => a.pop(),
-            Self::Vp9(a) => a.pop(),
-            Self::Opus(a) => a.pop(),
-        }
-    }
-
-    fn held(&self) -> (usize, Option<u64>) {
-        match self {
-            Self::H264(a) => a.held(),
-            Self::Vp8(a) => a.held(),
-            Self::Vp9(a) => a.held(),
-            Self::Opus(a) => a.held(),
-        }
-    }
-
-    fn take_keyframe_needed(&mut self) -> bool {
-        match self {
-            Self::H264(a) => a.take_keyframe_needed(),
-            Self::Vp8(a) => a.take_keyframe_needed(),
-            Self::Vp9(a) => a.take_keyframe_needed(),
-            Self::Opus(a) => a.take_keyframe_needed(),
-        }
-    }
+/// An assembler for `codec`'s frames (H.264 out in Annex-B form: `is_avc` false).
+fn assembler(codec: &MediaCodec) -> Assembler {
+    let (new, video): (fn() -> BoxedDepacketizer, bool) = match codec {
+        MediaCodec::H264 { .. } => (|| Box::<h264::H264Packet>::default(), true),
+        MediaCodec::Vp8 => (|| Box::<vp8::Vp8Packet>::default(), true),
+        MediaCodec::Vp9 => (|| Box::<vp9::Vp9Packet>::default(), true),
+        MediaCodec::Opus => (|| Box::new(opus::OpusPacket), false),
+    };
+    Assembler::new(new, video, MAX_LATE_PACKETS)
 }
 
 /// Receives one remote track's frames.
 pub struct TrackReceiver {
     track: Arc<dyn TrackRemote>,
     codec: MediaCodec,
-    builder: Builder,
+    builder: Assembler,
     media_ssrc: u32,
 }
 
@@ -577,7 +518,7 @@ impl TrackReceiver {
         let codec = MediaCodec::from_rtp(&track.codec(ssrc).await?)?;
         debug!(?codec, ssrc, "remote track");
         Some(Self {
-            builder: Builder::new(&codec),
+            builder: assembler(&codec),
             track,
             codec,
             media_ssrc: ssrc,
@@ -627,7 +568,7 @@ impl TrackReceiver {
             }),
             Err(_) => {
                 warn!(codec = ?self.codec, "a malformed packet broke the depacketiser; frames dropped");
-                self.builder = Builder::new(&self.codec);
+                self.builder = assembler(&self.codec);
                 None
             }
         }
