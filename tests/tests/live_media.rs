@@ -217,15 +217,7 @@ async fn send_live(
     let mut file = MediaFile::open(path).unwrap();
     let codecs = link_codecs(&file);
     let (host, viewer) = media_pair(&codecs).await;
-    let clocks = file
-        .tracks()
-        .iter()
-        .map(|t| RtpClock {
-            rate: t.codec.rtp_clock_rate(),
-            base: rand::random(),
-        })
-        .collect();
-    let schedule = Schedule::new(file.start(), file.length(), clocks);
+    let schedule = file.schedule(rand::random);
     let senders: Vec<_> = host
         .senders()
         .await

@@ -348,6 +348,21 @@ impl MediaFile {
         self.length
     }
 
+    /// The schedule of a stream of this file: its start, its length as a lap, and each
+    /// track's RTP clock (90 kHz video, 48 kHz Opus) with a base from `base` (random, RFC
+    /// 3550 §5.1).
+    pub fn schedule(&self, mut base: impl FnMut() -> u32) -> crate::Schedule {
+        let clocks = self
+            .tracks
+            .iter()
+            .map(|t| crate::RtpClock {
+                rate: t.codec.rtp_clock_rate(),
+                base: base(),
+            })
+            .collect();
+        crate::Schedule::new(self.start, self.length, clocks)
+    }
+
     /// The next sample in decode order; `None` at the end.
     ///
     /// # Errors

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use shoal_media::{Codec, MediaFile, RtpClock, Schedule, TokioClock};
+use shoal_media::{Codec, MediaFile, Schedule, TokioClock};
 use shoal_protocol::{NodeId, Signal};
 use shoal_rtc::{MediaCodec, MediaLink, OutgoingSignal, RtcConfig};
 use tokio::sync::{broadcast, mpsc};
@@ -104,15 +104,7 @@ pub(crate) fn open(path: &std::path::Path) -> Result<Source, NodeError> {
     if codecs.len() != file.tracks().len() {
         return Err(NodeError::Live("an H.264 track without its avcC".into()));
     }
-    let clocks = file
-        .tracks()
-        .iter()
-        .map(|t| RtpClock {
-            rate: t.codec.rtp_clock_rate(),
-            base: rand::random(),
-        })
-        .collect();
-    let schedule = Schedule::new(file.start(), file.length(), clocks);
+    let schedule = file.schedule(rand::random);
     let skipped = file.skipped().to_vec();
     Ok(Source {
         file,
@@ -187,7 +179,7 @@ pub(crate) async fn serve_viewer(
     let LinkSetup {
         rtc,
         signals,
-        mut remote,
+        remote,
         timeout,
     } = setup;
     let bye = signals.clone();
@@ -196,16 +188,7 @@ pub(crate) async fn serve_viewer(
             .await
             .map_err(|e| e.to_string())?,
     );
-    let relay = {
-        let link = link.clone();
-        tokio::spawn(async move {
-            while let Some(signal) = remote.recv().await {
-                if let Err(error) = link.apply_remote(signal).await {
-                    debug!(%error, "live signal from the viewer");
-                }
-            }
-        })
-    };
+    let relay = relay(link.clone(), remote);
     let result = async {
         link.connected(timeout).await.map_err(|e| e.to_string())?;
         let mut senders = link.senders().await.map_err(|e| e.to_string())?;
@@ -291,6 +274,17 @@ pub(crate) struct LinkSetup {
     pub(crate) timeout: Duration,
 }
 
+/// Applies the remote side's signals to `link` until the route closes.
+fn relay(link: Arc<MediaLink>, mut remote: mpsc::Receiver<Signal>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(signal) = remote.recv().await {
+            if let Err(error) = link.apply_remote(signal).await {
+                debug!(%error, "live signal from the remote");
+            }
+        }
+    })
+}
+
 /// Whether an offer's SDP is a live stream's (media sections, no data channel).
 pub(crate) fn is_media_offer(sdp: &str) -> bool {
     let has = |kind: &str| sdp.lines().any(|l| l.starts_with(kind));
@@ -304,7 +298,7 @@ pub(crate) async fn watch_host(
     from: NodeId,
     sdp: String,
     signals: mpsc::Sender<OutgoingSignal>,
-    mut remote: mpsc::Receiver<Signal>,
+    remote: mpsc::Receiver<Signal>,
     out: broadcast::Sender<LiveEvent>,
     timeout: Duration,
 ) {
@@ -318,16 +312,7 @@ pub(crate) async fn watch_host(
             return;
         }
     };
-    let relay = {
-        let link = link.clone();
-        tokio::spawn(async move {
-            while let Some(signal) = remote.recv().await {
-                if let Err(error) = link.apply_remote(signal).await {
-                    debug!(%error, "live signal from the host");
-                }
-            }
-        })
-    };
+    let relay = relay(link.clone(), remote);
     if let Err(error) = link.connected(timeout).await {
         let _ = out.send(LiveEvent::Ended {
             from,
