@@ -279,14 +279,19 @@ impl AppCore {
         {
             return;
         }
+        Self::take_run(view, id, status);
+        self.emit_card(view, id);
+        self.save_transfers(view);
+    }
+
+    /// Download `id` (a new card if there is none) runs as `status` now.
+    fn take_run(view: &mut View, id: u64, status: &TransferStatus) {
         match view.transfers.get_mut(&id) {
             Some(d) => d.adopt(status),
             None => {
                 view.transfers.insert(id, Download::started(id, status));
             }
         }
-        self.emit_card(view, id);
-        self.save_transfers(view);
     }
 
     /// The app's download running as the node's `transfer`.
@@ -312,12 +317,7 @@ impl AppCore {
         }
         let id = *view.starting.get(&info_hash)?;
         let status = self.node().transfer(transfer).ok()?;
-        match view.transfers.get_mut(&id) {
-            Some(d) => d.adopt(&status),
-            None => {
-                view.transfers.insert(id, Download::started(id, &status));
-            }
-        }
+        Self::take_run(view, id, &status);
         Some(id)
     }
 
