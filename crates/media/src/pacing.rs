@@ -109,11 +109,6 @@ impl Schedule {
         })
     }
 
-    /// The clocks, by track.
-    pub fn clocks(&self) -> &[RtpClock] {
-        &self.tracks
-    }
-
     /// The length of one lap.
     pub fn lap(&self) -> Duration {
         let nanos = in_rate(self.lap, 0, self.lap, 1_000_000_000);

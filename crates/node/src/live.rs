@@ -6,8 +6,8 @@
 //! - One *pacer* task per stream reads the file and broadcasts each sample at its slot.
 //! - One *viewer* task per member offers a media link to it, waits for the connection, and
 //!   sends what the pacer broadcasts. A viewer that falls behind the broadcast's buffer (512
-//!   samples, about 7 s of 25 fps video with 50 audio packets a second) skips video until the
-//!   next keyframe, and keeps audio.
+//!   samples, about 7 s of 25 fps video with 50 audio packets a second) loses the oldest
+//!   samples and resumes video at the next keyframe.
 //! - A member's node accepts a media offer only from the host of a room it is in; the offer
 //!   is told apart from a data link's by its SDP (media sections, no data channel).
 
