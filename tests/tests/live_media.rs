@@ -422,6 +422,96 @@ fn a_member_records_a_hosts_live_webm_frame_for_frame() {
     assert_eq!(ffprobe_decoded_frames(&path), source);
 }
 
+/// ffprobe's duration of `stream` in `file`, seconds.
+fn ffprobe_duration(file: &std::path::Path, stream: &str) -> f64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream])
+        .args(["-show_entries", "stream=duration", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe said {text:?} for {}", file.display()))
+}
+
+/// ffprobe's start time of `stream` in `file`, seconds.
+fn ffprobe_start(file: &std::path::Path, stream: &str) -> f64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream])
+        .args(["-show_entries", "stream=start_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe said {text:?} for {}", file.display()))
+}
+
+/// Decodes all of `file` with ffmpeg; answers what it printed as errors.
+fn ffmpeg_decode_errors(file: &std::path::Path) -> String {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffmpeg failed on {}", file.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_member_records_a_hosts_live_webm_as_an_mp4_with_its_audio() {
+    let media = live_vp8_opus();
+    let (path, summary) = record_a_live_room(&media, "live.mp4");
+    println!("{}", summary.trim());
+    let video = ffprobe_packets(&media, "v:0");
+    let audio = ffprobe_packets(&media, "a:0");
+    assert!(
+        summary.starts_with(&format!("recorded {video} video frames")),
+        "{summary}"
+    );
+    // Every video frame, decoded; the audio from the keyframe on (the stream starts with
+    // both); both tracks as long as the source's within a frame.
+    assert_eq!(ffprobe_decoded_frames(&path), video);
+    let recorded_audio = ffprobe_packets(&path, "a:0");
+    assert!(
+        recorded_audio + 2 >= audio && recorded_audio <= audio,
+        "{recorded_audio} of {audio} audio packets"
+    );
+    let v = ffprobe_duration(&path, "v:0");
+    // Audio is lined up with video by arrival: the source's first audio packet after its
+    // first video frame is 6 ms after it (ffmpeg wrote them 14 ms apart, audio first, 20 ms
+    // packets), and it must land within 20 ms of that.
+    let offset = ffprobe_start(&path, "a:0") - ffprobe_start(&path, "v:0");
+    println!(
+        "recorded MP4: video {v:.3} s, audio starts {:.1} ms after video (source: 6 ms)",
+        offset * 1000.0
+    );
+    assert!((v - 10.0).abs() < 0.1, "{v} s");
+    assert!((offset - 0.006).abs() <= 0.020, "A/V offset {offset} s");
+    assert_eq!(ffmpeg_decode_errors(&path), "");
+}
+
+#[test]
+fn a_member_records_a_hosts_live_h264_as_an_mp4() {
+    let media = live_h264_aac();
+    let (path, summary) = record_a_live_room(&media, "live.mp4");
+    println!("{}", summary.trim());
+    let source = ffprobe_packets(&media, "v:0");
+    assert!(
+        summary.starts_with(&format!("recorded {source} video frames")),
+        "{summary}"
+    );
+    assert_eq!(ffprobe_decoded_frames(&path), source);
+    let v = ffprobe_duration(&path, "v:0");
+    println!("recorded MP4: video {v:.3} s");
+    assert!((v - 10.0).abs() < 0.1, "{v} s");
+    assert_eq!(ffmpeg_decode_errors(&path), "");
+}
+
 #[test]
 fn a_member_records_a_hosts_live_h264_mp4_with_b_frames() {
     let media = live_h264_aac();

@@ -187,9 +187,10 @@ enum RoomCommand {
         /// second its position, the host's, and the drift between them.
         #[arg(long, conflicts_with = "record")]
         follow: bool,
-        /// Record the host's live stream instead of downloading the media: its video to this
-        /// file as it arrives (IVF for VP8/VP9, an Annex-B stream for H.264), until the
-        /// stream ends.
+        /// Record the host's live stream instead of downloading the media, as it arrives,
+        /// until the stream ends: a path ending in .mp4 gets video and Opus audio as
+        /// fragmented MP4; any other gets the video alone (IVF for VP8/VP9, an Annex-B
+        /// stream for H.264).
         #[arg(long, value_name = "PATH")]
         record: Option<PathBuf>,
         /// Folder to download into.

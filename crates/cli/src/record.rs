@@ -2,14 +2,15 @@
 //! that writes the video it receives, as it arrives, in the codec's plainest container: IVF
 //! for VP8 and VP9 (the WebM project's frame container: a 32-byte header, then each frame
 //! behind its size and 90 kHz timestamp), an Annex-B byte stream for H.264 (ITU-T H.264
-//! Annex B). Both are what ffmpeg and ffprobe read. Audio frames are counted, not written
-//! yet; an MP4 comes with the fragmented-MP4 muxer the app's player needs.
+//! Annex B). Both are what ffmpeg and ffprobe read; audio frames are counted, not written.
+//! A path ending in `.mp4` gets video and Opus audio as fragmented MP4
+//! ([`shoal_node::LiveMp4`], the bytes the app's player appends).
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use shoal_node::{LiveEvent, MediaCodec, NodeEvent, NodeHandle};
+use shoal_node::{LiveEvent, LiveMp4, MediaCodec, NodeEvent, NodeHandle};
 use tokio::sync::{broadcast, mpsc};
 
 /// Writes a live stream's video to a file.
@@ -28,12 +29,31 @@ enum Writer {
         file: std::io::BufWriter<std::fs::File>,
         frames: u32,
     },
+    Mp4 {
+        file: std::io::BufWriter<std::fs::File>,
+        mp4: Box<LiveMp4>,
+        frames: u32,
+        first: Option<u32>,
+        last: i64,
+    },
 }
 
 impl Writer {
     fn create(path: &Path, codec: &MediaCodec) -> anyhow::Result<Self> {
         let mut file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("mp4"))
+        {
+            return Ok(Self::Mp4 {
+                file: std::io::BufWriter::new(file),
+                mp4: Box::new(LiveMp4::new()),
+                frames: 0,
+                first: None,
+                last: 0,
+            });
+        }
         Ok(match codec {
             MediaCodec::Vp8 | MediaCodec::Vp9 => {
                 let fourcc = if *codec == MediaCodec::Vp8 {
@@ -59,8 +79,28 @@ impl Writer {
         })
     }
 
-    fn write(&mut self, rtp_timestamp: u32, data: &[u8]) -> anyhow::Result<()> {
+    /// Whether audio goes into the file too.
+    fn takes_audio(&self) -> bool {
+        matches!(self, Self::Mp4 { .. })
+    }
+
+    fn write(&mut self, codec: &MediaCodec, rtp_timestamp: u32, data: &[u8]) -> anyhow::Result<()> {
         match self {
+            Self::Mp4 {
+                file,
+                mp4,
+                frames,
+                first,
+                last,
+            } => {
+                file.write_all(&mp4.push(codec, rtp_timestamp, data)?)?;
+                if codec.is_video() {
+                    let first = *first.get_or_insert(rtp_timestamp);
+                    let previous = first.wrapping_add(*last as u32);
+                    *last += i64::from(rtp_timestamp.wrapping_sub(previous) as i32);
+                    *frames += 1;
+                }
+            }
             Self::Ivf {
                 file,
                 frames,
@@ -110,6 +150,16 @@ impl Writer {
             Self::AnnexB { mut file, frames } => {
                 file.flush()?;
                 Ok((frames, f64::NAN))
+            }
+            Self::Mp4 {
+                mut file,
+                frames,
+                last,
+                ..
+            } => {
+                file.flush()?;
+                file.into_inner()?.sync_all()?;
+                Ok((frames, last.max(0) as f64 / 90_000.0))
             }
         }
     }
@@ -185,6 +235,9 @@ pub async fn record(
                     dropped += u64::from(dropped_packets);
                     if !codec.is_video() {
                         audio += 1;
+                        if let Some(w) = writer.as_mut().filter(|w| w.takes_audio()) {
+                            w.write(&codec, rtp_timestamp, &data)?;
+                        }
                         continue;
                     }
                     if writer.is_none() {
@@ -196,7 +249,7 @@ pub async fn record(
                         writer = Some(Writer::create(&path, &codec)?);
                     }
                     if let Some(w) = writer.as_mut() {
-                        w.write(rtp_timestamp, &data)?;
+                        w.write(&codec, rtp_timestamp, &data)?;
                     }
                 }
                 Ok(LiveEvent::Ended { reason, .. }) => {

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod demux;
+pub mod fmp4;
 pub mod h264;
 pub mod pacing;
 pub mod queue;

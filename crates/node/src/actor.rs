@@ -479,6 +479,9 @@ impl Actor {
             Command::StreamUrl { transfer, reply } => {
                 let _ = reply.send(self.stream_url(transfer).await);
             }
+            Command::LiveUrl { reply } => {
+                let _ = reply.send(self.media_server().await.map(|m| m.live_url()));
+            }
             Command::PieceMap { transfer, reply } => match self.downloads.get(&transfer) {
                 // The swarm task answers: it owns the pieces.
                 Some(d) => {
@@ -1632,16 +1635,25 @@ impl Actor {
         }
     }
 
+    /// The media server, started on first use.
+    async fn media_server(&mut self) -> Result<&MediaServer, NodeError> {
+        if self.media.is_none() {
+            self.media = Some(
+                MediaServer::start(self.live_out.clone())
+                    .await
+                    .map_err(NodeError::MediaServer)?,
+            );
+        }
+        self.media.as_ref().ok_or(NodeError::Stopped)
+    }
+
     /// A URL that plays a download while it runs ([`crate::NodeHandle::stream_url`]).
     async fn stream_url(&mut self, transfer: TransferId) -> Result<String, NodeError> {
         let Some(d) = self.downloads.get(&transfer) else {
             return Err(NodeError::UnknownTransfer(transfer.0));
         };
         let (info_hash, name, stream) = (d.info_hash, d.name.clone(), d.stream.clone());
-        if self.media.is_none() {
-            self.media = Some(MediaServer::start().await.map_err(NodeError::MediaServer)?);
-        }
-        let media = self.media.as_ref().ok_or(NodeError::Stopped)?;
+        let media = self.media_server().await?;
         Ok(media.register_stream(info_hash, &name, stream))
     }
 
@@ -1658,10 +1670,7 @@ impl Actor {
                     .map(|(h, _)| *h)
             })
             .ok_or_else(|| NodeError::NotPlayable { path: path.clone() })?;
-        if self.media.is_none() {
-            self.media = Some(MediaServer::start().await.map_err(NodeError::MediaServer)?);
-        }
-        let media = self.media.as_ref().ok_or(NodeError::Stopped)?;
+        let media = self.media_server().await?;
         Ok(media.register(info_hash, path))
     }
 

@@ -37,7 +37,7 @@ pub use events::{
     RoomEvent, SharedFile, TransferId, TransferPhase, TransferStatus, TransferSummary,
     UploadProgress,
 };
-pub use live::LiveEvent;
+pub use live::{LiveEvent, LiveMp4};
 pub use shoal_protocol::{
     Category, IceServer, IndexedFile, InfoHash, MAX_MEMBER_NAME_BYTES, MemberPlayback, NodeId,
     RoomBody, RoomInfo, text,
@@ -211,6 +211,9 @@ pub(crate) enum Command {
     },
     StreamUrl {
         transfer: TransferId,
+        reply: oneshot::Sender<Result<String, NodeError>>,
+    },
+    LiveUrl {
         reply: oneshot::Sender<Result<String, NodeError>>,
     },
     PieceMap {
@@ -526,6 +529,19 @@ impl NodeHandle {
     pub async fn stream_url(&self, transfer: TransferId) -> Result<String, NodeError> {
         self.ask(|reply| Command::StreamUrl { transfer, reply })
             .await?
+    }
+
+    /// A loopback URL that plays the live stream this node receives as a room member
+    /// (issue 12): `http://127.0.0.1:<port>/<random token>/live`. A `GET` answers, from the
+    /// stream's next keyframe on, fragmented MP4 for Media Source Extensions
+    /// ([`LiveMp4`]), with the MIME type and codecs (RFC 6381) as `Content-Type`; it waits
+    /// up to 30 s for a stream (then 504) and ends with the stream. A reader that falls
+    /// behind skips to the next keyframe.
+    ///
+    /// # Errors
+    /// An I/O error if the server cannot start.
+    pub async fn live_url(&self) -> Result<String, NodeError> {
+        self.ask(|reply| Command::LiveUrl { reply }).await?
     }
 
     /// Which bytes of a running download are here, on their way or missing, for a player's

@@ -356,3 +356,73 @@ pub(crate) async fn watch_host(
         reason: "the stream ended".into(),
     });
 }
+
+/// A live stream's frames as fragmented MP4 ([`shoal_media::fmp4`]): what the app's player
+/// appends through Media Source Extensions (the media server's `/live` URL,
+/// [`crate::NodeHandle::live_url`]) and what `shoal room join --record out.mp4` writes.
+#[derive(Debug)]
+pub struct LiveMp4 {
+    muxer: shoal_media::fmp4::LiveMuxer,
+    epoch: std::time::Instant,
+}
+
+impl Default for LiveMp4 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LiveMp4 {
+    /// A muxer that has seen nothing; frames' arrival is timed from now.
+    pub fn new() -> Self {
+        Self {
+            muxer: shoal_media::fmp4::LiveMuxer::new(),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes one received frame ([`LiveEvent::Frame`]); answers the bytes to append: none
+    /// until a video keyframe (and audio, or 300 ms without), then an initialization segment
+    /// and a `moof` + `mdat` per frame.
+    ///
+    /// # Errors
+    /// [`NodeError::Live`] when a box cannot be written (a frame over 4 GiB).
+    pub fn push(
+        &mut self,
+        codec: &MediaCodec,
+        rtp_timestamp: u32,
+        data: &[u8],
+    ) -> Result<Vec<u8>, NodeError> {
+        let codec = codec_of(codec);
+        self.muxer
+            .push(shoal_media::fmp4::LiveFrame {
+                codec,
+                rtp_timestamp,
+                data,
+                arrived: self.epoch.elapsed(),
+            })
+            .map_err(|e| NodeError::Live(e.to_string()))
+    }
+
+    /// The MIME type with codecs (RFC 6381) once the initialization segment is out, e.g.
+    /// `video/mp4; codecs="vp08.00.10.08,opus"`.
+    pub fn mime(&self) -> Option<String> {
+        self.muxer.mime()
+    }
+
+    /// Whether `data` of `codec` is a keyframe (a VP8/VP9 key frame, an H.264 IDR with its
+    /// parameter sets): where a stream can be picked up again after a gap.
+    pub fn is_keyframe(codec: &MediaCodec, data: &[u8]) -> bool {
+        shoal_media::fmp4::video_format(codec_of(codec), data).is_some()
+    }
+}
+
+/// The media crate's name for a link's codec.
+fn codec_of(codec: &MediaCodec) -> Codec {
+    match codec {
+        MediaCodec::H264 { .. } => Codec::H264,
+        MediaCodec::Vp8 => Codec::Vp8,
+        MediaCodec::Vp9 => Codec::Vp9,
+        MediaCodec::Opus => Codec::Opus,
+    }
+}

@@ -13,15 +13,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use shoal_protocol::InfoHash;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use tracing::{debug, warn};
 
+use crate::live::{LiveEvent, LiveMp4};
 use crate::stream::Stream;
 
 /// What a URL serves.
@@ -37,6 +40,8 @@ enum Entry {
 struct Shared {
     token: Arc<str>,
     files: Arc<RwLock<HashMap<InfoHash, Entry>>>,
+    /// The node's received live frames ([`crate::NodeHandle::live_frames`]).
+    live: broadcast::Sender<LiveEvent>,
 }
 
 /// A running media server.
@@ -46,8 +51,9 @@ pub(crate) struct MediaServer {
 }
 
 impl MediaServer {
-    /// Binds 127.0.0.1 on a free port and serves until the runtime stops.
-    pub(crate) async fn start() -> std::io::Result<Self> {
+    /// Binds 127.0.0.1 on a free port and serves until the runtime stops; `/live` serves
+    /// what `live` carries.
+    pub(crate) async fn start(live: broadcast::Sender<LiveEvent>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let token: String = (0..4)
@@ -56,8 +62,10 @@ impl MediaServer {
         let shared = Shared {
             token: token.into(),
             files: Arc::new(RwLock::new(HashMap::new())),
+            live,
         };
         let app = Router::new()
+            .route("/{token}/live", get(live_stream))
             .route("/{token}/{info_hash}/{name}", get(serve))
             .with_state(shared.clone());
         tokio::spawn(async move {
@@ -111,6 +119,12 @@ impl MediaServer {
             .is_ok_and(|f| matches!(f.get(&info_hash), Some(Entry::Stream(_))))
     }
 
+    /// The URL of the live stream this node receives, as fragmented MP4
+    /// ([`crate::NodeHandle::live_url`]).
+    pub(crate) fn live_url(&self) -> String {
+        format!("http://{}/{}/live", self.addr, self.shared.token)
+    }
+
     fn url(&self, info_hash: InfoHash, name: &str) -> String {
         format!(
             "http://{}/{}/{}/{}",
@@ -161,6 +175,121 @@ async fn serve(
     match ServeFile::new(path).oneshot(request).await {
         Ok(response) => response.into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// How long `/live` waits for a stream's first keyframe before it answers 504.
+const LIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Fragments queued for a player that does not read; past this the stream skips to the
+/// next keyframe.
+const LIVE_QUEUE: usize = 256;
+
+/// `GET /<token>/live`: the live stream this node receives, as fragmented MP4 from its next
+/// keyframe on, with its MIME type and codecs as `Content-Type`, until the stream ends. A
+/// reader that falls behind (or a node that lags the broadcast) skips to the next keyframe,
+/// so memory stays bounded and the player stays near the live edge. 504 when no stream
+/// starts within 30 s.
+async fn live_stream(State(shared): State<Shared>, Path(token): Path<String>) -> Response {
+    if token.as_bytes() != shared.token.as_bytes() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let events = shared.live.subscribe();
+    let (body_tx, body_rx) = mpsc::channel(LIVE_QUEUE);
+    let (mime_tx, mime_rx) = oneshot::channel();
+    tokio::spawn(feed_live(events, body_tx, mime_tx));
+    let mime = match tokio::time::timeout(LIVE_WAIT, mime_rx).await {
+        Ok(Ok(mime)) => mime,
+        Ok(Err(_)) => {
+            return (StatusCode::GONE, "the live stream ended").into_response();
+        }
+        Err(_) => {
+            return (StatusCode::GATEWAY_TIMEOUT, "no live stream").into_response();
+        }
+    };
+    let body = futures_util::stream::unfold(body_rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    Response::builder()
+        .header("Content-Type", mime)
+        .header("Cache-Control", "no-store")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Muxes one host's frames for one reader (see [`live_stream`]).
+async fn feed_live(
+    mut events: broadcast::Receiver<LiveEvent>,
+    body: mpsc::Sender<bytes::Bytes>,
+    mime: oneshot::Sender<String>,
+) {
+    let mut mime = Some(mime);
+    let mut mp4 = LiveMp4::new();
+    let mut host = None;
+    // After a gap: frames are skipped until a video keyframe.
+    let mut skipping = false;
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                debug!(
+                    frames = n,
+                    "live reader lagged the broadcast; on at a keyframe"
+                );
+                skipping = true;
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        match event {
+            LiveEvent::Started { from } => {
+                host.get_or_insert(from);
+            }
+            LiveEvent::Ended { from, .. } if host == Some(from) => return,
+            LiveEvent::Ended { .. } => {}
+            LiveEvent::Frame {
+                from,
+                codec,
+                rtp_timestamp,
+                data,
+                ..
+            } => {
+                if *host.get_or_insert(from) != from {
+                    continue;
+                }
+                if skipping {
+                    if !LiveMp4::is_keyframe(&codec, &data) {
+                        continue;
+                    }
+                    skipping = false;
+                }
+                let bytes = match mp4.push(&codec, rtp_timestamp, &data) {
+                    Ok(bytes) => bytes,
+                    Err(error) => {
+                        warn!(%error, "live stream cannot be muxed");
+                        return;
+                    }
+                };
+                if bytes.is_empty() {
+                    continue;
+                }
+                if let Some(tx) = mime.take() {
+                    let Some(m) = mp4.mime() else { return };
+                    if tx.send(m).is_err() {
+                        return;
+                    }
+                }
+                match body.try_send(bytes::Bytes::from(bytes)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        debug!("live reader is behind; on at a keyframe");
+                        skipping = true;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        }
     }
 }
 
