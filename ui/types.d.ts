@@ -156,6 +156,17 @@ interface RoomTick {
   hostWantsPlaying: boolean;
   /** When to tick next, ms from now (0-100): sooner when the player must start on time. */
   nextTickMs: number;
+  /** The room's live stream, while there is one (issue 12). */
+  live: LiveTick | null;
+}
+
+interface LiveTick {
+  /** This app is the one streaming. */
+  hosting: boolean;
+  /** A member's: fragmented MP4 for MSE, codecs in Content-Type. */
+  url: string | null;
+  /** "VP8 video, Opus audio". */
+  summary: string;
 }
 
 /** What `watch` answers: where the in-app player reads a file. */

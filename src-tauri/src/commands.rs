@@ -264,6 +264,23 @@ pub async fn room_control(
     core.room_control(&action, position_ms)
 }
 
+/// The room's host streams its file live to every member (issue 12); answers what goes
+/// out, in words.
+#[tauri::command]
+pub async fn go_live(core: Core<'_>) -> Result<String, UiError> {
+    let result = core.inner().go_live().await;
+    if let Err(e) = &result {
+        core.log("warn", format!("Cannot go live: {}", e.message));
+    }
+    result
+}
+
+/// The host stops its live stream.
+#[tauri::command]
+pub async fn stop_live(core: Core<'_>) -> Result<(), UiError> {
+    core.inner().stop_live().await
+}
+
 /// The room player's step: its state in, what to do and who is in the room out.
 #[tauri::command]
 pub async fn room_tick(core: Core<'_>, player: PlayerReport) -> Result<RoomTick, UiError> {

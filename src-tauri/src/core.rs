@@ -2,7 +2,7 @@
 //! shows (shares, hashing, transfers, log), the UI's event channels, and the pump that turns
 //! node events into UI events.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -80,6 +80,53 @@ pub struct AppCore {
     dropped: Mutex<Vec<PathBuf>>,
     /// The room this app is in (issue 11).
     room: Mutex<Option<crate::room::AppRoom>>,
+    /// The room's live stream (issue 12).
+    live: Mutex<Live>,
+}
+
+/// The room's live stream as this app knows it (issue 12).
+#[derive(Debug, Default)]
+struct Live {
+    /// A member's: the host whose stream arrives now.
+    from: Option<shoal_node::NodeId>,
+    /// A member's: the node's `/live` URL.
+    url: Option<String>,
+    /// A member's: the codecs arriving, in words ("VP8 video").
+    codecs: BTreeSet<&'static str>,
+    /// The host's: what goes out, in words; `None` while not live.
+    hosting: Option<String>,
+}
+
+impl Live {
+    /// What a room tick says of it: the host's stream, or the one arriving.
+    fn tick(&self, is_host: bool) -> Option<crate::dto::LiveTick> {
+        if is_host {
+            return self.hosting.as_ref().map(|summary| crate::dto::LiveTick {
+                hosting: true,
+                url: None,
+                summary: summary.clone(),
+            });
+        }
+        self.from?;
+        // Video first.
+        let mut codecs: Vec<&str> = self.codecs.iter().copied().collect();
+        codecs.sort_by_key(|c| c.ends_with("audio"));
+        Some(crate::dto::LiveTick {
+            hosting: false,
+            url: self.url.clone(),
+            summary: codecs.join(", "),
+        })
+    }
+}
+
+/// A codec in words, as the room shows it.
+fn codec_words(codec: &shoal_node::MediaCodec) -> &'static str {
+    match codec {
+        shoal_node::MediaCodec::H264 { .. } => "H.264 video",
+        shoal_node::MediaCodec::Vp8 => "VP8 video",
+        shoal_node::MediaCodec::Vp9 => "VP9 video",
+        shoal_node::MediaCodec::Opus => "Opus audio",
+    }
 }
 
 fn no_room() -> UiError {
@@ -169,12 +216,14 @@ impl AppCore {
             generation: AtomicU64::new(0),
             dropped: Mutex::new(Vec::new()),
             room: Mutex::new(None),
+            live: Mutex::new(Live::default()),
         });
         core.log("info", "Shoal started");
         if let Some(problem) = hosting_problem {
             core.log("error", problem.message);
         }
         tauri::async_runtime::spawn(pump(core.clone(), events, 0));
+        tauri::async_runtime::spawn(live_pump(core.clone(), core.node(), 0));
         core.share_paths(present);
         core
     }
@@ -652,14 +701,71 @@ impl AppCore {
         }
     }
 
-    /// Leaves the room (as its host: ends it).
+    /// Leaves the room (as its host: ends it, and its live stream).
     pub async fn leave_room(&self) {
+        if lock(&self.live).hosting.take().is_some() {
+            let _ = self.node().stop_live().await;
+        }
         let room = lock(&self.room).take();
         if let Some(room) = room
             && let Err(e) = self.node().leave_room(room.code()).await
         {
             tracing::info!("leaving room {}: {e}", room.code());
         }
+    }
+
+    /// The host streams the room's file live to every member (issue 12), over and over
+    /// until [`AppCore::stop_live`]; answers what goes out, in words.
+    ///
+    /// # Errors
+    /// `no_room`; `not_host` for a member; `not_shared` when the room's file is not one this
+    /// app shares (a room opened from the network list); the node's refusal of the file
+    /// (not MP4/WebM, no H.264/VP8/VP9/Opus track).
+    pub async fn go_live(&self) -> Result<String, UiError> {
+        let (code, info_hash) = {
+            let room = lock(&self.room);
+            let room = room.as_ref().ok_or_else(no_room)?;
+            if !room.info.is_host {
+                return Err(UiError::new("not_host", "Only the room's host can go live"));
+            }
+            (room.code().to_owned(), room.info.info_hash.clone())
+        };
+        let path = info_hash
+            .parse::<InfoHash>()
+            .ok()
+            .and_then(|h| lock(&self.view).sharing.get(&h).map(|(p, _)| p.clone()))
+            .ok_or_else(|| {
+                UiError::new(
+                    "not_shared",
+                    "Only a file this app shares can go live: share it, then open the room \
+                     from your Shared list",
+                )
+            })?;
+        let info = self.node().go_live(&code, path, true).await?;
+        let mut summary = info
+            .codecs
+            .iter()
+            .map(codec_words)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !info.skipped.is_empty() {
+            summary.push_str(&format!(" ({})", info.skipped.join("; ")));
+        }
+        lock(&self.live).hosting = Some(summary.clone());
+        self.log("info", format!("Live in room {code}: {summary}"));
+        Ok(summary)
+    }
+
+    /// Stops the host's live stream.
+    ///
+    /// # Errors
+    /// The node's (it stopped).
+    pub async fn stop_live(&self) -> Result<(), UiError> {
+        if lock(&self.live).hosting.take().is_some() {
+            self.node().stop_live().await?;
+            self.log("info", "Live stream stopped");
+        }
+        Ok(())
     }
 
     /// The room this app is in.
@@ -726,12 +832,13 @@ impl AppCore {
                 .covers_secs(player.position_ms / 1000.0, 4.0)
                 .unwrap_or(false);
         }
-        let (tick, out, code) = {
+        let (mut tick, out, code, is_host) = {
             let mut room = lock(&self.room);
             let room = room.as_mut().ok_or_else(no_room)?;
             let (tick, out) = room.tick(&player, progress, name, node.clock_ms());
-            (tick, out, room.code().to_owned())
+            (tick, out, room.code().to_owned(), room.info.is_host)
         };
+        tick.live = lock(&self.live).tick(is_host);
         crate::room::send_all(&node, &code, out).await;
         Ok(tick)
     }
@@ -1164,6 +1271,8 @@ impl AppCore {
             (generation, paths)
         };
         tauri::async_runtime::spawn(pump(self.clone(), events, generation));
+        *lock(&self.live) = Live::default();
+        tauri::async_runtime::spawn(live_pump(self.clone(), self.node(), generation));
         drop(inner);
         self.share_paths(paths);
         Ok(self.snapshot())
@@ -1489,6 +1598,55 @@ async fn start_hosting(settings: &Settings) -> (Option<Hosting>, Option<HostingP
 fn free_port_after(port: u16) -> Option<u16> {
     (port.saturating_add(1)..=port.saturating_add(100))
         .find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok())
+}
+
+/// Follows one node's live streams (issue 12) until that node is replaced: which host's
+/// stream arrives, its codecs, and the URL the page plays it from.
+async fn live_pump(core: Arc<AppCore>, node: NodeHandle, generation: u64) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut frames = node.live_frames();
+    loop {
+        let event = match frames.recv().await {
+            Ok(event) => event,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => break,
+        };
+        if core.generation() != generation {
+            break;
+        }
+        match event {
+            shoal_node::LiveEvent::Started { from } => {
+                let url = match node.live_url().await {
+                    Ok(url) => Some(url),
+                    Err(e) => {
+                        core.log("error", format!("Cannot play the live stream: {e}"));
+                        None
+                    }
+                };
+                let mut live = lock(&core.live);
+                live.from = Some(from);
+                live.url = url;
+                live.codecs.clear();
+                drop(live);
+                core.log("info", "The host went live");
+            }
+            shoal_node::LiveEvent::Frame { from, codec, .. } => {
+                let mut live = lock(&core.live);
+                if live.from == Some(from) {
+                    live.codecs.insert(codec_words(&codec));
+                }
+            }
+            shoal_node::LiveEvent::Ended { from, reason } => {
+                let mut live = lock(&core.live);
+                if live.from == Some(from) {
+                    live.from = None;
+                    live.codecs.clear();
+                    drop(live);
+                    core.log("info", format!("The live stream ended: {reason}"));
+                }
+            }
+        }
+    }
 }
 
 /// Feeds one node's events to the app until that node is replaced.

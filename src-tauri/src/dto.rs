@@ -400,6 +400,21 @@ pub struct RoomTick {
     /// When to tick next, ms from now (0 to 100): sooner than the usual 100 ms when the
     /// player must start on time (the end of a hold after a seek, a play command's start).
     pub next_tick_ms: f64,
+    /// The room's live stream (issue 12), while there is one.
+    pub live: Option<LiveTick>,
+}
+
+/// `LiveTick`: the room's host streams live over media tracks (issue 12).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveTick {
+    /// This app is the one streaming.
+    pub hosting: bool,
+    /// A member's: the loopback URL of the stream as fragmented MP4, for Media Source
+    /// Extensions (`Content-Type` names the codecs); `null` for the host.
+    pub url: Option<String>,
+    /// What is sent, in words: "H.264 video (AAC audio left out: WebRTC carries no AAC)".
+    pub summary: String,
 }
 
 /// `PieceMap`: which bytes of a download are here, on their way or missing, as
@@ -596,6 +611,7 @@ impl From<NodeError> for UiError {
             NodeError::AlreadyDownloading { .. } => "already_downloading",
             NodeError::UnknownTransfer(_) => "unknown_transfer",
             NodeError::Storage(_) | NodeError::NotPlayable { .. } => "file",
+            NodeError::Live(_) => "live",
             _ => "internal",
         };
         let message = match &e {

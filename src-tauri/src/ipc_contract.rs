@@ -12,9 +12,9 @@ use serde::Serialize;
 use shoal_node::Category;
 
 use crate::dto::{
-    AppState, Connection, Hashing, HostingInfo, HostingProblem, LogEntry, NetworkFile, PeerInfo,
-    PieceMap, PlayerAction, Problem, Room, RoomMember, RoomTick, Share, Transfer, TransferState,
-    UiEvent, Upload, Watch,
+    AppState, Connection, Hashing, HostingInfo, HostingProblem, LiveTick, LogEntry, NetworkFile,
+    PeerInfo, PieceMap, PlayerAction, Problem, Room, RoomMember, RoomTick, Share, Transfer,
+    TransferState, UiEvent, Upload, Watch,
 };
 use crate::settings::{Settings, TurnServer};
 
@@ -249,6 +249,11 @@ fn rust_shapes() -> BTreeMap<String, Shape> {
     }))
     .expect("a PlayerReport as docs/app-ipc.md shows it");
     assert!(report.playing);
+    let live = LiveTick {
+        hosting: false,
+        url: Some("http://127.0.0.1:1/t/live".into()),
+        summary: "VP8 video, Opus audio".into(),
+    };
     let peer = PeerInfo {
         peer: "p".into(),
         candidate_type: "host".into(),
@@ -417,8 +422,10 @@ fn rust_shapes() -> BTreeMap<String, Shape> {
                 playing: true,
                 host_wants_playing: true,
                 next_tick_ms: 100.0,
+                live: Some(live.clone()),
             })),
         ),
+        ("LiveTick".into(), Shape::Object(keys(&live))),
         ("PeerInfo".into(), Shape::Object(keys(&peer))),
         ("Transfer".into(), Shape::Object(keys(&transfer))),
         ("LogEntry".into(), Shape::Object(keys(&entry))),

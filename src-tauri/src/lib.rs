@@ -88,6 +88,8 @@ pub fn run() {
             commands::current_room,
             commands::room_control,
             commands::room_tick,
+            commands::go_live,
+            commands::stop_live,
             commands::save_settings,
             commands::host_on_port,
         ])

@@ -218,6 +218,7 @@ impl AppRoom {
             format!("{} (buffering, {:.0} %)", view.name_of(m), progress * 100.0)
         });
         let tick = RoomTick {
+            live: None,
             actions: actions
                 .into_iter()
                 .map(|a| match a {

@@ -2070,3 +2070,159 @@ async fn a_room_opened_from_a_network_row_waits_for_its_hosts_download() {
     );
     app.quit().await;
 }
+
+/// What a member's live player shows: `[currentTime, totalVideoFrames, behind the live edge
+/// (ms), append p50 (ms), append p95 (ms), a problem, whether a drawn frame has colour]`.
+async fn live_player(app: &App) -> serde_json::Value {
+    app.client
+        .execute(
+            "const v = document.getElementById('room-live-video');
+             v.muted = true;
+             const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : null;
+             let colour = null;
+             try {
+               const c = document.createElement('canvas');
+               c.width = 64; c.height = 36;
+               const g = c.getContext('2d');
+               g.drawImage(v, 0, 0, 64, 36);
+               const d = g.getImageData(0, 0, 64, 36).data;
+               let bright = 0;
+               for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 150) bright++;
+               colour = bright;
+             } catch (e) { colour = String(e); }
+             return [v.currentTime, q ? q.totalVideoFrames : -1, v.dataset.behindMs || '',
+                     v.dataset.appendP50Ms || '', v.dataset.appendP95Ms || '',
+                     v.dataset.problem || '', colour, v.hidden];",
+            vec![],
+        )
+        .await
+        .unwrap()
+}
+
+/// Issue 12 end to end in the app, on an H.264 MP4 (B-frames; its AAC is left out) and on
+/// a WebM (VP8 + Opus): a host shares both and opens a room on each in turn, a member joins,
+/// the host presses "Go live": the member's live player (Media Source Extensions fed by its
+/// node's fragmented MP4) shows the LIVE badge, its `currentTime` and decoded frame count
+/// rise through more than one lap of the 10 s file, it stays within 1.5 s of the live edge,
+/// and a frame drawn from it is not blank. Prints the append times and how far behind the
+/// edge it plays. "Stop live" gives the member the room's own player back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_goes_live_and_a_members_player_shows_it() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let server = shoal_e2e::SignalServer::start();
+    let config = |name: &str| {
+        let dir = root.path().join(name);
+        write_settings(
+            &dir,
+            serde_json::json!({
+                "host": false,
+                "serverUrl": server.url,
+                "downloadDir": root.path().join(format!("dl-{name}")),
+                "displayName": name,
+            }),
+        );
+        dir
+    };
+    let host = App::start("live-host", &config("Host")).await;
+    let ana = App::start("live-ana", &config("Ana")).await;
+    for app in [&host, &ana] {
+        app.wait_css("#connection[data-state='connected']").await;
+    }
+    for (media, step, summary) in [
+        (shoal_e2e::live_h264_aac(), "h264", "H.264 video"),
+        (shoal_e2e::live_vp8_opus(), "vp8", "VP8 video, Opus audio"),
+    ] {
+        let name = media.file_name().unwrap().to_string_lossy().into_owned();
+        os_drop(&host.display, &media);
+        host.wait_css(&format!(
+            "#my-shares li.share[data-info-hash][title*='{name}'] button.open-room"
+        ))
+        .await
+        .click()
+        .await
+        .unwrap();
+        let code = host
+            .wait_text("#room-code-chip code", |t| t.len() == 9)
+            .await;
+        ana.wait_css("#room-join-code")
+            .await
+            .send_keys(&code)
+            .await
+            .unwrap();
+        ana.click("#room-join").await;
+        host.wait_count("#room-members li", 2).await;
+        // A member has no "Go live".
+        ana.wait_css("#room-go-live[hidden]").await;
+
+        host.click("#room-go-live").await;
+        let info = host
+            .wait_text("#room-live-info", |t| t.starts_with("Streaming"))
+            .await;
+        println!("{step}: host: {info}");
+        host.wait_text("#room-go-live", |t| t == "Stop live").await;
+        ana.wait_css("#room-live-badge:not([hidden])").await;
+
+        // The member's player runs: currentTime and decoded frames rise.
+        let started = Instant::now();
+        let first = loop {
+            let v = live_player(&ana).await;
+            let (t, frames) = (v[0].as_f64().unwrap_or(0.0), v[1].as_i64().unwrap_or(0));
+            if t > 0.5 && frames > 10 {
+                break v;
+            }
+            if started.elapsed() > WAIT {
+                ana.screenshot(&format!("live-{step}-failure")).await;
+                panic!("{step}: the live player never ran: {v}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        println!(
+            "{step}: live player running {:.1} s after Go live: {first}",
+            started.elapsed().as_secs_f64()
+        );
+        // 12 s on: past one lap of the 10 s file.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let later = live_player(&ana).await;
+        println!(
+            "{step}: 12 s later [currentTime, frames, behind ms, append p50 ms, append p95 ms, problem, bright pixels of 2304]: {later}"
+        );
+        let (t0, f0) = (first[0].as_f64().unwrap(), first[1].as_i64().unwrap());
+        let (t1, f1) = (later[0].as_f64().unwrap(), later[1].as_i64().unwrap());
+        assert!(t1 - t0 > 10.0, "{step}: currentTime went from {t0} to {t1}");
+        assert!(
+            f1 - f0 > 200,
+            "{step}: decoded frames went from {f0} to {f1}"
+        );
+        let behind: f64 = later[2].as_str().unwrap_or("").parse().unwrap_or(f64::MAX);
+        assert!(behind <= 1500.0, "{step}: {behind} ms behind the live edge");
+        assert_eq!(later[5], "", "{step}: the live player's problem");
+        // testsrc2 is bright colour bars: most of a decoded frame is bright.
+        let bright = later[6].as_i64().unwrap_or(0);
+        assert!(
+            bright > 1000,
+            "{step}: a drawn frame had {} bright pixels",
+            later[6]
+        );
+        let info = ana
+            .wait_text("#room-live-info", |t| t.contains("behind the live edge"))
+            .await;
+        println!("{step}: member: {info}");
+        assert!(info.starts_with(summary), "{step}: {info}");
+        ana.screenshot(&format!("live-{step}-member-watching"))
+            .await;
+        host.screenshot(&format!("live-{step}-host-streaming"))
+            .await;
+
+        // Stop live: the member's live player goes and the room's own comes back.
+        host.click("#room-go-live").await;
+        ana.wait_css("#room-live-video[hidden]").await;
+        ana.wait_css("#room-live-badge[hidden]").await;
+        ana.wait_css("#room-video:not([hidden])").await;
+        host.click("#room-leave").await;
+        ana.wait_css("#room[hidden]").await;
+    }
+    for app in [host, ana] {
+        app.quit().await;
+    }
+}

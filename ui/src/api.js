@@ -173,6 +173,13 @@ export const api = {
    */
   roomTick: (player) => call("room_tick", { player }),
   /**
+   * The host streams the room's file live (issue 12); answers what goes out, in words.
+   * @returns {Promise<string>}
+   */
+  goLive: () => call("go_live"),
+  /** @returns {Promise<null>} */
+  stopLive: () => call("stop_live"),
+  /**
    * @param {Settings} settings
    * @returns {Promise<AppState>}
    */

@@ -8,6 +8,7 @@
 
 import { api, errorText } from "./api.js";
 import { byId, copyButton, h, setText } from "./dom.js";
+import { playLive } from "./live.js";
 import { toast } from "./toast.js";
 
 const roomEl = byId("room", HTMLElement);
@@ -23,6 +24,10 @@ const goOnEl = byId("room-go-on", HTMLButtonElement);
 const statusEl = byId("room-status", HTMLElement);
 const membersEl = byId("room-members", HTMLElement);
 const joinForm = byId("room-join-form", HTMLFormElement);
+const liveBadgeEl = byId("room-live-badge", HTMLElement);
+const liveInfoEl = byId("room-live-info", HTMLElement);
+const goLiveEl = byId("room-go-live", HTMLButtonElement);
+const liveVideoEl = byId("room-live-video", HTMLVideoElement);
 const joinInput = byId("room-join-code", HTMLInputElement);
 
 /** How often the player's state goes to the room, ms (sooner when the room says). */
@@ -37,6 +42,14 @@ let ticking = false;
 let dragging = false;
 /** What the last tick said. @type {RoomTick | null} */
 let last = null;
+/** A member's live player while the host streams (issue 12). @type {import("./live.js").LivePlayer | null} */
+let livePlayer = null;
+/** The URL `livePlayer` plays. */
+let liveUrl = "";
+/** When the live player last stopped on a problem (ms, `Date.now()`); 0 while it plays. */
+let liveFailedAt = 0;
+/** A live player that stopped on a problem starts again after this, while the room is live. */
+const LIVE_RETRY_MS = 2000;
 
 /** @returns {Room | null} */
 export function currentRoom() {
@@ -65,6 +78,9 @@ export function showRoom(room) {
   );
   controlsEl.hidden = !room.isHost;
   goOnEl.hidden = true;
+  goLiveEl.hidden = !room.isHost;
+  goLiveEl.textContent = "Go live";
+  showLive(null);
   statusEl.textContent = room.isHost ? "You are the host: press Play when everyone is in." : "Waiting for the host…";
   membersEl.replaceChildren();
   videoEl.src = room.watch.url;
@@ -78,6 +94,7 @@ function hideRoom() {
   if (timer !== null) window.clearTimeout(timer);
   timer = null;
   current = null;
+  showLive(null);
   videoEl.pause();
   videoEl.removeAttribute("src");
   videoEl.load();
@@ -141,7 +158,9 @@ async function tick() {
     const answer = await api.roomTick(player);
     if (!current) return;
     next = Math.min(TICK_MS, answer.nextTickMs);
-    for (const action of answer.actions) apply(action);
+    showLive(answer.live);
+    // While a member watches the live stream the room's own player stays paused.
+    if (!livePlayer) for (const action of answer.actions) apply(action);
     render(answer);
   } catch (e) {
     if (current) {
@@ -194,13 +213,81 @@ function render(t) {
   videoEl.dataset.roomPlaying = String(t.playing);
   const drift = t.driftMs === null ? "" : ` · drift ${t.driftMs >= 0 ? "+" : ""}${Math.round(t.driftMs)} ms`;
   let status;
-  if (t.waitingFor) status = `Waiting for ${t.waitingFor}`;
+  if (t.live?.hosting) status = "You are live: the room sees the stream as it is sent.";
+  else if (t.live) status = "The host is live.";
+  else if (t.waitingFor) status = `Waiting for ${t.waitingFor}`;
   else if (t.hostPositionMs === null) status = "Setting the clock with the host…";
   else if (t.playing) status = `Playing at ${clock(position)}${drift}`;
   else status = `Paused at ${clock(position)}${drift}`;
   setText(statusEl, status);
   membersEl.replaceChildren(...t.members.map(memberRow));
 }
+
+/**
+ * Shows the room's live stream, or none: a member plays it in the live player instead of
+ * the room's; the host sees the LIVE badge and "Stop live".
+ * @param {LiveTick | null} live
+ */
+function showLive(live) {
+  const url = live && !live.hosting ? live.url : null;
+  const retry = liveFailedAt > 0 && Date.now() - liveFailedAt > LIVE_RETRY_MS;
+  if (url !== liveUrl || (!url && livePlayer) || retry) {
+    livePlayer?.stop();
+    livePlayer = null;
+    liveUrl = "";
+    liveFailedAt = 0;
+    delete liveVideoEl.dataset.problem;
+    if (url) {
+      videoEl.pause();
+      liveUrl = url;
+      livePlayer = playLive(liveVideoEl, url, (text) => {
+        setText(liveInfoEl, text);
+        liveVideoEl.dataset.problem = text;
+        liveFailedAt = Date.now();
+      });
+    }
+  }
+  videoEl.hidden = Boolean(livePlayer);
+  liveVideoEl.hidden = !livePlayer;
+  liveBadgeEl.hidden = !live;
+  // The room's own playback waits while its host is live.
+  controlsEl.hidden = !current?.isHost || Boolean(live?.hosting);
+  if (current?.isHost) goLiveEl.textContent = live?.hosting ? "Stop live" : "Go live";
+  if (!live) {
+    setText(liveInfoEl, "");
+    return;
+  }
+  if (live.hosting) {
+    setText(liveInfoEl, `Streaming ${live.summary} to the room`);
+    return;
+  }
+  const behind = livePlayer?.behindS() ?? null;
+  const append = livePlayer?.appendMs() ?? null;
+  liveVideoEl.dataset.behindMs = behind === null ? "" : String(Math.round(behind * 1000));
+  if (append) {
+    liveVideoEl.dataset.appendP50Ms = append.p50.toFixed(1);
+    liveVideoEl.dataset.appendP95Ms = append.p95.toFixed(1);
+  }
+  if (liveVideoEl.dataset.problem) return;
+  const latency = behind === null ? "starting…" : `${behind.toFixed(1)} s behind the live edge`;
+  setText(liveInfoEl, `${live.summary || "Live"} · ${latency}`);
+}
+
+goLiveEl.addEventListener("click", async () => {
+  goLiveEl.disabled = true;
+  try {
+    if (last?.live?.hosting) {
+      await api.stopLive();
+    } else {
+      const summary = await api.goLive();
+      toast(`Live: ${summary}`, "info");
+    }
+  } catch (e) {
+    toast(errorText(e), "error");
+  } finally {
+    goLiveEl.disabled = false;
+  }
+});
 
 /** @param {RoomMember} m */
 function memberRow(m) {

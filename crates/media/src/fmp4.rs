@@ -160,7 +160,9 @@ impl LiveMuxer {
                     Some(p) => format!("avc1.{:02x}{:02x}{:02x}", p[0], p[1], p[2]),
                     None => "avc1.42e01f".into(),
                 },
-                Codec::Vp8 => "vp08.00.10.08".into(),
+                // WebKit's MSE says no to "vp08.00.10.08" and yes to "vp8" (measured in the
+                // app's webview); ffmpeg reads either.
+                Codec::Vp8 => "vp8".into(),
                 _ => "vp09.00.10.08".into(),
             });
         }
@@ -981,10 +983,7 @@ mod tests {
         // No audio by AUDIO_WAIT: video only, from the keyframe.
         let out = muxer.push(frame(&inter, 8200, 400)).unwrap();
         assert!(!out.is_empty());
-        assert_eq!(
-            muxer.mime().as_deref(),
-            Some("video/mp4; codecs=\"vp08.00.10.08\"")
-        );
+        assert_eq!(muxer.mime().as_deref(), Some("video/mp4; codecs=\"vp8\""));
         // ftyp, moov, then two fragments: the keyframe and the inter frame after it.
         let mut buf = std::io::Cursor::new(&out[..]);
         use mp4_atom::Decode;

@@ -405,7 +405,7 @@ impl LiveMp4 {
     }
 
     /// The MIME type with codecs (RFC 6381) once the initialization segment is out, e.g.
-    /// `video/mp4; codecs="vp08.00.10.08,opus"`.
+    /// `video/mp4; codecs="vp8,opus"`.
     pub fn mime(&self) -> Option<String> {
         self.muxer.mime()
     }

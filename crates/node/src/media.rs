@@ -200,10 +200,20 @@ async fn live_stream(State(shared): State<Shared>, Path(token): Path<String>) ->
     let mime = match tokio::time::timeout(LIVE_WAIT, mime_rx).await {
         Ok(Ok(mime)) => mime,
         Ok(Err(_)) => {
-            return (StatusCode::GONE, "the live stream ended").into_response();
+            return (
+                StatusCode::GONE,
+                [("Access-Control-Allow-Origin", "*")],
+                "the live stream ended",
+            )
+                .into_response();
         }
         Err(_) => {
-            return (StatusCode::GATEWAY_TIMEOUT, "no live stream").into_response();
+            return (
+                StatusCode::GATEWAY_TIMEOUT,
+                [("Access-Control-Allow-Origin", "*")],
+                "no live stream",
+            )
+                .into_response();
         }
     };
     let body = futures_util::stream::unfold(body_rx, |mut rx| async move {
@@ -214,6 +224,10 @@ async fn live_stream(State(shared): State<Shared>, Path(token): Path<String>) ->
     Response::builder()
         .header("Content-Type", mime)
         .header("Cache-Control", "no-store")
+        // The page reads this with fetch() from its own origin (tauri://localhost), so the
+        // response must allow it (W3C Fetch, CORS); the random token in the path is what
+        // keeps other pages and programs out, as for every URL here.
+        .header("Access-Control-Allow-Origin", "*")
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
