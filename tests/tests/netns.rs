@@ -33,8 +33,11 @@ fn ip(args: &[&str]) {
 
 impl Netns {
     fn new() -> Self {
-        let n = std::process::id() % 250;
-        let name = format!("shoal{}", std::process::id());
+        // One per test in this process (tests run in parallel).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = (std::process::id() + k * 7) % 250;
+        let name = format!("shoal{}-{k}", std::process::id());
         let (host_if, ns_if) = (format!("shv{n}a"), format!("shv{n}b"));
         let host_ip = format!("10.213.{n}.1");
         let ns_ip = format!("10.213.{n}.2");
@@ -134,5 +137,158 @@ fn a_transfer_across_a_real_network_prints_no_errors() {
     seeder.terminate();
     let (_, _, seeded) = seeder.finish();
     assert!(errors(&seeded).is_empty(), "{:#?}", errors(&seeded));
+    server.kill();
+}
+
+/// Drops every packet in and out of the namespace (nftables) until dropped.
+struct NetworkCut<'a> {
+    ns: &'a Netns,
+}
+
+impl<'a> NetworkCut<'a> {
+    fn new(ns: &'a Netns) -> Self {
+        let rules = "table inet shoalcut {
+            chain input { type filter hook input priority 0; policy drop; }
+            chain output { type filter hook output priority 0; policy drop; }
+        }";
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("nftables is installed (scripts/deps.sh)");
+        std::io::Write::write_all(nft.stdin.as_mut().unwrap(), rules.as_bytes()).unwrap();
+        drop(nft.stdin.take());
+        assert!(nft.wait().unwrap().success(), "nft refused the cut");
+        Self { ns }
+    }
+}
+
+impl Drop for NetworkCut<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns.name,
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                "shoalcut",
+            ])
+            .status();
+    }
+}
+
+/// Issue 12: a live viewer on another "machine" loses its network for 5 s (nftables drops
+/// everything in its namespace, the signaling connection's TCP too). The host sees the
+/// connection turn disconnected, restarts ICE (a new offer through the signaling server,
+/// which reaches the viewer once the network is back), and the stream goes on from the next
+/// keyframe: the viewer's recording has frames from after the cut and ffprobe decodes them
+/// all.
+#[test]
+fn a_live_viewer_cut_off_for_5_s_comes_back_through_an_ice_restart() {
+    let ns = Netns::new();
+    let media = shoal_e2e::live_vp8_opus();
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("live.ivf");
+
+    let mut server = Proc::spawn(&bin("shoal-signal"), &["--listen", "0.0.0.0:0"]);
+    let listening = server.stdout_lines(1).remove(0);
+    let port = listening.rsplit(':').next().unwrap().to_owned();
+    let mut host = Proc::spawn(
+        &bin("shoal"),
+        &[
+            "room",
+            "host",
+            &media.display().to_string(),
+            "--live",
+            "--loop",
+            "--server",
+            &format!("ws://127.0.0.1:{port}"),
+        ],
+    );
+    let code = host.stdout_lines(1)[0]
+        .strip_prefix("room ")
+        .unwrap()
+        .to_owned();
+    let shoal = bin("shoal");
+    let mut member = Proc::spawn(
+        Path::new("ip"),
+        &[
+            "netns",
+            "exec",
+            &ns.name,
+            &shoal.display().to_string(),
+            "room",
+            "join",
+            &code,
+            "--record",
+            &recording.display().to_string(),
+            "--server",
+            &format!("ws://{}:{port}", ns.host_ip),
+        ],
+    );
+    member.wait_line(|l| l.starts_with("recording "));
+    let started = std::time::Instant::now();
+    {
+        let _cut = NetworkCut::new(&ns);
+        // The fault's length, not a wait for something to happen.
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    let restored = started.elapsed();
+    host.wait_line(|l| l.contains("restarting ICE"));
+    // Frames again: the host quits 6 s after the network came back; the recording must
+    // reach past the cut by most of that.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let watched = started.elapsed();
+    host.send_line("quit");
+    let (ok, stdout, stderr) = member.finish();
+    assert!(ok, "the recorder failed: {stderr:#?}");
+    println!("{}", stdout.trim());
+    let span: f64 = stdout
+        .split(" spanning ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no span in {stdout:?}"));
+    // IVF: a 32-byte header, then per frame its size (u32 LE), its 90 kHz timestamp (u64
+    // LE) and the frame. The longest gap between frames is the cut and the restart.
+    let ivf = std::fs::read(&recording).unwrap();
+    let mut stamps = Vec::new();
+    let mut at = 32;
+    while at + 12 <= ivf.len() {
+        let size = u32::from_le_bytes(ivf[at..at + 4].try_into().unwrap()) as usize;
+        stamps.push(u64::from_le_bytes(ivf[at + 4..at + 12].try_into().unwrap()) as f64 / 90e3);
+        at += 12 + size;
+    }
+    let (gap_at, gap) = stamps
+        .windows(2)
+        .map(|w| (w[0], w[1] - w[0]))
+        .fold((0.0, 0.0), |best, g| if g.1 > best.1 { g } else { best });
+    let after = stamps.iter().filter(|&&t| t > gap_at).count();
+    println!(
+        "network cut 5 s, from the first frame recorded; the recording's longest gap is \
+         {gap:.2} s (from {gap_at:.2} s), so frames came back {:.2} s after the network did; \
+         {after} frames after it; {span:.2} s recorded of {:.1} s watched",
+        gap_at + gap - restored.as_secs_f64(),
+        watched.as_secs_f64()
+    );
+    assert!(
+        span > restored.as_secs_f64() + 2.0 && after >= 25,
+        "the recording ends at {span} s with {after} frames after its gap: the stream did not \
+         come back after the cut (restored at {:.1} s)",
+        restored.as_secs_f64()
+    );
+    // Every frame written decodes: the stream went on from a keyframe.
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&recording)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "decode errors");
+    host.finish();
     server.kill();
 }

@@ -23,6 +23,9 @@ use tracing::{debug, info, warn};
 
 use crate::NodeError;
 
+/// ICE restarts per viewer link before the host gives up on it.
+const MAX_ICE_RESTARTS: u32 = 5;
+
 /// How long a finished stream's links stay open for the last packets (and their NACKs).
 const LINGER: Duration = Duration::from_millis(500);
 
@@ -189,6 +192,27 @@ pub(crate) async fn serve_viewer(
             .map_err(|e| e.to_string())?,
     );
     let relay = relay(link.clone(), remote);
+    // Set by an ICE restart: what was sent while the network was gone is lost, so the
+    // stream goes on from the next keyframe.
+    let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keeper = {
+        let link = link.clone();
+        let restarted = restarted.clone();
+        tokio::spawn(async move {
+            let result = link
+                .restart_when_disconnected(MAX_ICE_RESTARTS, |n| {
+                    warn!(
+                        restart = n,
+                        "a live viewer's connection dropped; restarting ICE"
+                    );
+                    restarted.store(true, std::sync::atomic::Ordering::Release);
+                })
+                .await;
+            if let Err(error) = result {
+                warn!(%error, "ICE restart for a live viewer");
+            }
+        })
+    };
     let result = async {
         link.connected(timeout).await.map_err(|e| e.to_string())?;
         let mut senders = link.senders().await.map_err(|e| e.to_string())?;
@@ -215,6 +239,7 @@ pub(crate) async fn serve_viewer(
                         ending = true;
                         continue;
                     }
+                    () = link.ended() => return Err("the viewer's connection ended".to_string()),
                 }
             };
             match item {
@@ -227,17 +252,24 @@ pub(crate) async fn serve_viewer(
                     let Some(sender) = senders.get_mut(track) else {
                         continue;
                     };
+                    if restarted.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                        awaiting_keyframe = true;
+                    }
                     if sender.codec().is_video() {
                         if awaiting_keyframe && !keyframe {
                             continue;
                         }
                         awaiting_keyframe = false;
                     }
-                    sender
-                        .send_frame(&data, rtp_timestamp)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    sent += 1;
+                    // A send fails while the connection is down; the link's end, not a send
+                    // error, ends the viewer (an ICE restart may bring it back).
+                    match sender.send_frame(&data, rtp_timestamp).await {
+                        Ok(_) => sent += 1,
+                        Err(error) => {
+                            debug!(%error, "live send failed; on at the next keyframe");
+                            awaiting_keyframe = true;
+                        }
+                    }
                 }
                 Ok(LiveItem::End) | Err(broadcast::error::RecvError::Closed) => {
                     // The last packets reach the viewer (and their NACKs come back) before
@@ -260,6 +292,7 @@ pub(crate) async fn serve_viewer(
     if result.is_err() {
         let _ = bye.send(OutgoingSignal::Bye).await;
     }
+    keeper.abort();
     relay.abort();
     link.close().await;
     result

@@ -304,7 +304,8 @@ pub enum RtcError {
     #[error("invalid remote ICE candidate: {0}")]
     InvalidCandidate(String),
     /// A signal that this side cannot take in its role or state (an answer on the answering
-    /// side, a second answer, a new offer: renegotiation is not supported).
+    /// side, a second answer to one offer, an offer on the offering side; a new offer on the
+    /// answering side is an ICE restart).
     #[error("unexpected {signal} signal: {reason}")]
     UnexpectedSignal {
         /// The signal's kind: `offer`, `answer`, `ice_candidate`.

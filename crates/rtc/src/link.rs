@@ -82,6 +82,12 @@ pub(crate) struct Shared {
     channel_claimed: AtomicBool,
     pub(crate) high_watermark_bytes: usize,
     pub(crate) low_watermark_bytes: usize,
+    /// Held while an offer or answer after the first is made and sent (ICE restart), so the
+    /// candidates gathered for it never overtake it.
+    signal_gate: Mutex<()>,
+    /// Where this link's signals go, once the first offer or answer went: for the offers
+    /// and answers of an ICE restart.
+    signals: Mutex<Option<mpsc::Sender<OutgoingSignal>>>,
 }
 
 impl Shared {
@@ -94,6 +100,8 @@ impl Shared {
             channel_claimed: AtomicBool::new(false),
             high_watermark_bytes: config.high_watermark_bytes,
             low_watermark_bytes: config.low_watermark_bytes,
+            signal_gate: Mutex::new(()),
+            signals: Mutex::new(None),
         }
     }
 
@@ -340,6 +348,7 @@ impl PeerLink {
             .send(OutgoingSignal::Offer(sdp))
             .await
             .map_err(|_| RtcError::SignalingClosed)?;
+        *link.shared.signals.lock().await = Some(signals.clone());
         tokio::spawn(pump_signals(candidates, signals, link.shared.clone()));
         Ok(())
     }
@@ -390,6 +399,7 @@ impl PeerLink {
             .send(OutgoingSignal::Answer(sdp))
             .await
             .map_err(|_| RtcError::SignalingClosed)?;
+        *link.shared.signals.lock().await = Some(signals.clone());
         tokio::spawn(pump_signals(candidates, signals, link.shared.clone()));
         Ok(link)
     }
@@ -478,23 +488,22 @@ impl PeerLink {
     }
 
     /// Applies a signal from the remote side:
-    /// - `Answer` (offerer only, once): sets the remote description, then applies the
-    ///   candidates that arrived before it;
+    /// - `Offer` (answerer only, once connected or after): an ICE restart (RFC 8445 §9, JSEP
+    ///   RFC 8829 §5.2.1): applies it and sends the answer, then the new candidates;
+    /// - `Answer` (offerer only, once per offer): sets the remote description, then applies
+    ///   the candidates that arrived before it;
     /// - `IceCandidate`: applied at once, or kept (up to 64) until the remote description is
     ///   set; an empty `candidate` (end of candidates, RFC 8838 §8.2) is accepted and ignored;
     /// - `Bye`: the remote closed; closes this link.
     ///
     /// # Errors
-    /// [`RtcError::UnexpectedSignal`] for an `Offer` (renegotiation is not supported), an
-    /// `Answer` on the answering side or a second `Answer`; [`RtcError::InvalidSdp`],
+    /// [`RtcError::UnexpectedSignal`] for an `Offer` on the offering side, an `Answer` on the
+    /// answering side or a second `Answer` to one offer; [`RtcError::InvalidSdp`],
     /// [`RtcError::InvalidCandidate`], [`RtcError::TooManyEarlyCandidates`]. An error leaves
     /// the link as it was.
     pub async fn apply_remote(&self, signal: Signal) -> Result<(), RtcError> {
         match signal {
-            Signal::Offer { .. } => Err(RtcError::UnexpectedSignal {
-                signal: "offer",
-                reason: "renegotiation is not supported; an offer starts a new PeerLink::answer",
-            }),
+            Signal::Offer { sdp } => self.answer_restart(sdp).await,
             Signal::Answer { sdp } => self.apply_answer(sdp).await,
             Signal::IceCandidate { candidate } => {
                 let mut remote = self.remote.lock().await;
@@ -516,6 +525,95 @@ impl PeerLink {
                 Ok(())
             }
         }
+    }
+
+    /// Offerer: restarts ICE (W3C `restartIce()`, RFC 8445 §9): new ICE credentials in a new
+    /// offer, sent through the link's signal channel before the candidates gathered for it.
+    /// The connection keeps its DTLS session and tracks; once the remote answers
+    /// ([`PeerLink::apply_remote`]) and a new candidate pair is checked, media flows again.
+    ///
+    /// # Errors
+    /// [`RtcError::UnexpectedSignal`] on the answering side; [`RtcError::SignalingClosed`];
+    /// [`RtcError::Webrtc`].
+    pub async fn restart_ice(&self) -> Result<(), RtcError> {
+        if self.shared.role != Role::Offerer {
+            return Err(RtcError::UnexpectedSignal {
+                signal: "offer",
+                reason: "only the offering side restarts ICE",
+            });
+        }
+        let signals = self
+            .shared
+            .signals
+            .lock()
+            .await
+            .clone()
+            .ok_or(RtcError::SignalingClosed)?;
+        let _gate = self.shared.signal_gate.lock().await;
+        self.pc
+            .restart_ice()
+            .await
+            .map_err(|error| RtcError::webrtc("restart_ice", error))?;
+        let offer = self
+            .pc
+            .create_offer(None)
+            .await
+            .map_err(|error| RtcError::webrtc("create_offer", error))?;
+        let sdp = offer.sdp.clone();
+        {
+            // The new answer is awaited; candidates that come first wait for it.
+            let mut remote = self.remote.lock().await;
+            remote.description_set = false;
+            remote.early_candidates.clear();
+        }
+        self.pc
+            .set_local_description(offer)
+            .await
+            .map_err(|error| RtcError::webrtc("set_local_description", error))?;
+        debug!("sending an ICE restart offer");
+        signals
+            .send(OutgoingSignal::Offer(sdp))
+            .await
+            .map_err(|_| RtcError::SignalingClosed)
+    }
+
+    /// Answerer: a new offer on a link already answered (an ICE restart).
+    async fn answer_restart(&self, sdp: String) -> Result<(), RtcError> {
+        if self.shared.role != Role::Answerer {
+            return Err(RtcError::UnexpectedSignal {
+                signal: "offer",
+                reason: "this side made the offer",
+            });
+        }
+        let signals = self
+            .shared
+            .signals
+            .lock()
+            .await
+            .clone()
+            .ok_or(RtcError::SignalingClosed)?;
+        let offer = RTCSessionDescription::offer(sdp)
+            .map_err(|error| RtcError::InvalidSdp(error.to_string()))?;
+        let _gate = self.shared.signal_gate.lock().await;
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(|error| RtcError::InvalidSdp(error.to_string()))?;
+        let answer = self
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(|error| RtcError::webrtc("create_answer", error))?;
+        let sdp = answer.sdp.clone();
+        self.pc
+            .set_local_description(answer)
+            .await
+            .map_err(|error| RtcError::webrtc("set_local_description", error))?;
+        debug!("answering an ICE restart");
+        signals
+            .send(OutgoingSignal::Answer(sdp))
+            .await
+            .map_err(|_| RtcError::SignalingClosed)
     }
 
     async fn apply_answer(&self, sdp: String) -> Result<(), RtcError> {
@@ -661,6 +759,8 @@ async fn pump_signals(
             }
             None => return,
         };
+        // An ICE restart's offer or answer goes before the candidates gathered for it.
+        let _gate = shared.signal_gate.lock().await;
         tokio::select! {
             biased;
             _ = shutdown.wait_for(|closed| *closed) => return,

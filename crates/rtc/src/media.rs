@@ -372,6 +372,55 @@ impl MediaLink {
         }
     }
 
+    /// Host side: keeps the link through a network change (seed 002): each time the
+    /// connection turns disconnected (no packet for `RtcConfig::ice_disconnected_timeout`),
+    /// restarts ICE ([`crate::PeerLink::restart_ice`]: a new offer through the signaling
+    /// server, new candidates) and waits until it is connected again or ends; at most
+    /// `max_restarts` times. `on_restart` hears each restart's number (from 1) before it
+    /// starts. Returns when the link ends, or after a restart fails to start (its error).
+    ///
+    /// # Errors
+    /// What [`crate::PeerLink::restart_ice`] returns.
+    pub async fn restart_when_disconnected(
+        &self,
+        max_restarts: u32,
+        mut on_restart: impl FnMut(u32),
+    ) -> Result<(), RtcError> {
+        let mut state = self.link.shared.connection_state();
+        let mut shutdown = self.link.shared.shutdown.subscribe();
+        let mut restarts = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|closed| *closed) => return Ok(()),
+                seen = state.wait_for(|s| {
+                    matches!(
+                        s,
+                        RTCPeerConnectionState::Disconnected
+                            | RTCPeerConnectionState::Failed
+                            | RTCPeerConnectionState::Closed
+                    )
+                }) => if seen.is_err() { return Ok(()) },
+            }
+            if *state.borrow() != RTCPeerConnectionState::Disconnected || restarts >= max_restarts {
+                return Ok(());
+            }
+            restarts += 1;
+            on_restart(restarts);
+            self.link.restart_ice().await?;
+            tokio::select! {
+                _ = shutdown.wait_for(|closed| *closed) => return Ok(()),
+                seen = state.wait_for(|s| {
+                    matches!(
+                        s,
+                        RTCPeerConnectionState::Connected
+                            | RTCPeerConnectionState::Failed
+                            | RTCPeerConnectionState::Closed
+                    )
+                }) => if seen.is_err() { return Ok(()) },
+            }
+        }
+    }
+
     /// Waits until the connection is closed (here, or by the remote's `bye`) or failed.
     pub async fn ended(&self) {
         let mut state = self.link.shared.connection_state();

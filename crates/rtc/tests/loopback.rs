@@ -380,8 +380,9 @@ async fn signals_that_do_not_fit_are_refused_without_panicking() -> anyhow::Resu
             ..
         })
     ));
+    // An offer reaches an answerer again only as an ICE restart; the offerer takes none.
     assert!(matches!(
-        answerer.apply_remote(offer()).await,
+        offerer.apply_remote(offer()).await,
         Err(RtcError::UnexpectedSignal {
             signal: "offer",
             ..
