@@ -524,3 +524,125 @@ fn a_member_records_a_hosts_live_h264_mp4_with_b_frames() {
     );
     assert_eq!(ffprobe_decoded_frames(&path), source);
 }
+
+/// Packet presentation times (s) of `stream` in `file`, in file order.
+fn ffprobe_packet_times(file: &std::path::Path, stream: &str) -> Vec<f64> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
+/// CPU seconds (user + system) process `pid` has used, from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Issue 12's figures (not a pass/fail test; `cargo test -p shoal-e2e --test live_media --
+/// --ignored --nocapture live_figures`): a 1080p25 VP8 + Opus WebM of `SHOAL_LIVE_SECS`
+/// (600 by default) goes live from a real `shoal room host` to a `shoal room join --record
+/// out.mp4` on loopback. Prints the frames and packets lost, the A/V offset's drift from
+/// the first frames to the last, and the host's CPU time per second of stream.
+#[test]
+#[ignore = "figures: about 20 minutes"]
+fn live_figures_1080p25() {
+    let secs: u32 = std::env::var("SHOAL_LIVE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let duration = secs.to_string();
+    let media = shoal_e2e::ffmpeg_media(
+        &format!("live-1080p25-vp8-opus-{secs}s.webm"),
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=duration={duration}:size=1920x1080:rate=25"),
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=440:duration={duration}:sample_rate=48000"),
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "4M",
+            "-g",
+            "50",
+            "-c:a",
+            "libopus",
+        ],
+    );
+    let server = shoal_e2e::SignalServer::start();
+    let media_arg = media.display().to_string();
+    let mut host = shoal_e2e::shoal(&server.url, &["room", "host", &media_arg]);
+    let code = host.stdout_lines(2)[0]
+        .strip_prefix("room ")
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.mp4");
+    let path_arg = path.display().to_string();
+    let mut member = shoal_e2e::shoal(&server.url, &["room", "join", &code, "--record", &path_arg]);
+    assert_eq!(member.stdout_lines(1), [format!("room {code}")]);
+    host.wait_line(|l| l.contains("joined"));
+    let cpu_before = cpu_secs(host.child.id());
+    host.send_line("live");
+    host.wait_line(|l| l.starts_with("live: "));
+    let (ok, stdout, stderr) = member.finish();
+    let host_cpu = cpu_secs(host.child.id()) - cpu_before;
+    assert!(ok, "the recorder failed: {stderr:#?}");
+    host.send_line("quit");
+    println!("{}", stdout.trim());
+
+    let (sv, sa) = (
+        ffprobe_packet_times(&media, "v:0"),
+        ffprobe_packet_times(&media, "a:0"),
+    );
+    let (rv, ra) = (
+        ffprobe_packet_times(&path, "v:0"),
+        ffprobe_packet_times(&path, "a:0"),
+    );
+    let sorted = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (sv, sa, rv, ra) = (sorted(&sv), sorted(&sa), sorted(&rv), sorted(&ra));
+    // Each track's span in the recording against the same packets' span in the source
+    // (audio lined up from the end: the recording starts at the first keyframe's arrival).
+    let video_error = (rv[rv.len() - 1] - rv[0]) - (sv[sv.len() - 1] - sv[sv.len() - rv.len()]);
+    let audio_error = (ra[ra.len() - 1] - ra[0]) - (sa[sa.len() - 1] - sa[sa.len() - ra.len()]);
+    println!(
+        "1080p25 VP8+Opus live for {secs} s on loopback: video frames {} of {} recorded, \
+         audio packets {} of {}; A/V offset drift from first to last frame {:+.1} ms \
+         (video span error {:+.1} ms, audio {:+.1} ms); host CPU {:.1} s for {secs} s of \
+         stream ({:.1} % of one core) with one viewer",
+        rv.len(),
+        sv.len(),
+        ra.len(),
+        sa.len(),
+        (audio_error - video_error) * 1000.0,
+        video_error * 1000.0,
+        audio_error * 1000.0,
+        host_cpu,
+        host_cpu / f64::from(secs) * 100.0
+    );
+}
